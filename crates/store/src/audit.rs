@@ -1,0 +1,352 @@
+//! The audit trail: one row per changed field, written in the transaction of the change,
+//! append-only and hash-chained per company so that an edited or removed row is detectable.
+
+use crate::db::{Db, Tx, Q};
+use crate::{new_id, Result};
+use chrono::{DateTime, Utc};
+use corvid_core::value::{format_timestamp, now_micros};
+use corvid_core::{SqlType, Value};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Who made a change and from where; carried from the request into every audit row.
+#[derive(Debug, Clone, Default)]
+pub struct AuditCtx {
+    pub company_id: Uuid,
+    pub actor_id: Option<Uuid>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub object: String,
+    pub record_id: Option<Uuid>,
+    pub action: String,
+    pub field: Option<String>,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRow {
+    pub id: Uuid,
+    pub seq: i64,
+    pub at: String,
+    pub actor_id: Option<Uuid>,
+    pub object: String,
+    pub record_id: Option<Uuid>,
+    pub action: String,
+    pub field: Option<String>,
+    pub old_value: Option<String>,
+    pub new_value: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub hash: String,
+}
+
+/// Long values are kept whole up to this size; beyond it the audit keeps a marked prefix.
+const MAX_AUDIT_VALUE: usize = 8 * 1024;
+
+fn clip(v: Option<String>) -> Option<String> {
+    v.map(|s| if s.len() > MAX_AUDIT_VALUE { format!("{}…", &s[..s.floor_char_boundary(MAX_AUDIT_VALUE)]) } else { s })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn row_hash(
+    prev: &str,
+    seq: i64,
+    company: Uuid,
+    at: &str,
+    actor: Option<Uuid>,
+    object: &str,
+    record: Option<Uuid>,
+    action: &str,
+    field: Option<&str>,
+    old: Option<&str>,
+    new: Option<&str>,
+    ip: Option<&str>,
+    ua: Option<&str>,
+    rid: Option<&str>,
+) -> String {
+    // A JSON array is an unambiguous encoding of the fields (no separator collisions).
+    let canonical = serde_json::json!([
+        prev,
+        seq,
+        company.to_string(),
+        at,
+        actor.map(|u| u.to_string()),
+        object,
+        record.map(|u| u.to_string()),
+        action,
+        field,
+        old,
+        new,
+        ip,
+        ua,
+        rid
+    ]);
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+/// Creates the chain head for a new company.
+pub async fn init_head(tx: &mut Tx, company_id: Uuid) -> Result<()> {
+    tx.execute(
+        &Q::new("INSERT INTO audit_heads (company_id, seq, hash) VALUES ($1, 0, $2)")
+            .bind(Value::Uuid(company_id))
+            .bind(Value::Text(GENESIS.into())),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Appends rows to the company's chain. Locks the head row so concurrent writers of one
+/// company serialise (PostgreSQL row lock; SQLite's write lock is already held).
+pub async fn append(tx: &mut Tx, ctx: &AuditCtx, changes: &[Change]) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let head_sql = format!("SELECT seq, hash FROM audit_heads WHERE company_id = $1{}", tx.for_update());
+    let head = tx.fetch_one(&Q::new(head_sql).bind(Value::Uuid(ctx.company_id)), &[SqlType::Int, SqlType::Text]).await?;
+    let (mut seq, mut prev) = match head {
+        Some(r) => (r.int(0).unwrap_or(0), r.text(1).unwrap_or_else(|| GENESIS.into())),
+        None => return Err(crate::StoreError::Corrupt(format!("company {} has no audit head", ctx.company_id))),
+    };
+    let at = now_micros();
+    let at_text = format_timestamp(&at);
+    let ip = clip(ctx.ip.clone());
+    let ua = clip(ctx.user_agent.clone());
+    for chunk in changes.chunks(100) {
+        let mut q = Q::new(
+            "INSERT INTO audit_log (id, company_id, seq, at, actor_id, object, record_id, action, field, old_value, new_value, ip, user_agent, request_id, prev_hash, hash) VALUES ",
+        );
+        for (i, c) in chunk.iter().enumerate() {
+            seq += 1;
+            let old = clip(c.old.clone());
+            let new = clip(c.new.clone());
+            let hash = row_hash(
+                &prev,
+                seq,
+                ctx.company_id,
+                &at_text,
+                ctx.actor_id,
+                &c.object,
+                c.record_id,
+                &c.action,
+                c.field.as_deref(),
+                old.as_deref(),
+                new.as_deref(),
+                ip.as_deref(),
+                ua.as_deref(),
+                ctx.request_id.as_deref(),
+            );
+            let opt_text = |v: Option<String>| v.map_or(Value::Null(SqlType::Text), Value::Text);
+            let opt_uuid = |v: Option<Uuid>| v.map_or(Value::Null(SqlType::Uuid), Value::Uuid);
+            let vals = [
+                Value::Uuid(new_id()),
+                Value::Uuid(ctx.company_id),
+                Value::Int(seq),
+                Value::Timestamp(at),
+                opt_uuid(ctx.actor_id),
+                Value::Text(c.object.clone()),
+                opt_uuid(c.record_id),
+                Value::Text(c.action.clone()),
+                opt_text(c.field.clone()),
+                opt_text(old),
+                opt_text(new),
+                opt_text(ip.clone()),
+                opt_text(ua.clone()),
+                opt_text(ctx.request_id.clone()),
+                Value::Text(prev.clone()),
+                Value::Text(hash.clone()),
+            ];
+            let placeholders: Vec<String> = vals.into_iter().map(|v| q.param(v)).collect();
+            if i > 0 {
+                q.push(", ");
+            }
+            q.push(&format!("({})", placeholders.join(", ")));
+            prev = hash;
+        }
+        tx.execute(&q).await?;
+    }
+    tx.execute(
+        &Q::new("UPDATE audit_heads SET seq = $1, hash = $2 WHERE company_id = $3")
+            .bind(Value::Int(seq))
+            .bind(Value::Text(prev))
+            .bind(Value::Uuid(ctx.company_id)),
+    )
+    .await?;
+    Ok(())
+}
+
+const ROW_TYPES: &[SqlType] = &[
+    SqlType::Uuid,
+    SqlType::Int,
+    SqlType::Timestamp,
+    SqlType::Uuid,
+    SqlType::Text,
+    SqlType::Uuid,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Text,
+];
+const ROW_COLS: &str =
+    "id, seq, at, actor_id, object, record_id, action, field, old_value, new_value, ip, user_agent, request_id, prev_hash, hash";
+
+fn to_row(r: crate::db::Row) -> (AuditRow, String) {
+    let row = AuditRow {
+        id: r.uuid(0).unwrap_or_default(),
+        seq: r.int(1).unwrap_or(0),
+        at: r.timestamp(2).map(|t| format_timestamp(&t)).unwrap_or_default(),
+        actor_id: r.uuid(3),
+        object: r.text(4).unwrap_or_default(),
+        record_id: r.uuid(5),
+        action: r.text(6).unwrap_or_default(),
+        field: r.text(7),
+        old_value: r.text(8),
+        new_value: r.text(9),
+        ip: r.text(10),
+        user_agent: r.text(11),
+        request_id: r.text(12),
+        hash: r.text(14).unwrap_or_default(),
+    };
+    (row, r.text(13).unwrap_or_default())
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub actor_id: Option<Uuid>,
+    pub object: Option<String>,
+    pub record_id: Option<Uuid>,
+    pub action: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Rows with a smaller sequence number than this (newest first paging).
+    pub before_seq: Option<i64>,
+    pub limit: usize,
+}
+
+pub async fn list(db: &Db, company_id: Uuid, f: &AuditFilter) -> Result<Vec<AuditRow>> {
+    let mut q = Q::new(format!("SELECT {ROW_COLS} FROM audit_log WHERE company_id = "));
+    let p = q.param(Value::Uuid(company_id));
+    q.push(&p);
+    if let Some(a) = f.actor_id {
+        let p = q.param(Value::Uuid(a));
+        q.push(&format!(" AND actor_id = {p}"));
+    }
+    if let Some(o) = &f.object {
+        let p = q.param(Value::Text(o.clone()));
+        q.push(&format!(" AND object = {p}"));
+    }
+    if let Some(r) = f.record_id {
+        let p = q.param(Value::Uuid(r));
+        q.push(&format!(" AND record_id = {p}"));
+    }
+    if let Some(a) = &f.action {
+        let p = q.param(Value::Text(a.clone()));
+        q.push(&format!(" AND action = {p}"));
+    }
+    if let Some(t) = f.from {
+        let p = q.param(Value::Timestamp(t));
+        q.push(&format!(" AND at >= {p}"));
+    }
+    if let Some(t) = f.to {
+        let p = q.param(Value::Timestamp(t));
+        q.push(&format!(" AND at < {p}"));
+    }
+    if let Some(s) = f.before_seq {
+        let p = q.param(Value::Int(s));
+        q.push(&format!(" AND seq < {p}"));
+    }
+    q.push(&format!(" ORDER BY seq DESC LIMIT {}", f.limit.clamp(1, 1000)));
+    Ok(db.fetch(&q, ROW_TYPES).await?.into_iter().map(|r| to_row(r).0).collect())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub company_id: Uuid,
+    pub rows: i64,
+    pub ok: bool,
+    pub first_bad_seq: Option<i64>,
+    pub problem: Option<String>,
+}
+
+/// Recomputes a company's chain from the start and compares it with the stored head.
+pub async fn verify(db: &Db, company_id: Uuid) -> Result<VerifyReport> {
+    let mut prev = GENESIS.to_string();
+    let mut expected_seq = 1;
+    let mut last_seq = 0;
+    let mut report = VerifyReport { company_id, rows: 0, ok: true, first_bad_seq: None, problem: None };
+    loop {
+        let q = Q::new(format!("SELECT {ROW_COLS} FROM audit_log WHERE company_id = $1 AND seq > $2 ORDER BY seq LIMIT 5000"))
+            .bind(Value::Uuid(company_id))
+            .bind(Value::Int(last_seq));
+        let rows = db.fetch(&q, ROW_TYPES).await?;
+        if rows.is_empty() {
+            break;
+        }
+        for r in rows {
+            let (row, prev_hash) = to_row(r);
+            last_seq = row.seq;
+            report.rows += 1;
+            let recomputed = row_hash(
+                &prev,
+                row.seq,
+                company_id,
+                &row.at,
+                row.actor_id,
+                &row.object,
+                row.record_id,
+                &row.action,
+                row.field.as_deref(),
+                row.old_value.as_deref(),
+                row.new_value.as_deref(),
+                row.ip.as_deref(),
+                row.user_agent.as_deref(),
+                row.request_id.as_deref(),
+            );
+            let problem = if row.seq != expected_seq {
+                Some(format!("row {expected_seq} is missing"))
+            } else if prev_hash != prev {
+                Some("link to the previous row is broken".to_string())
+            } else if recomputed != row.hash {
+                Some("row content does not match its hash".to_string())
+            } else {
+                None
+            };
+            if let Some(p) = problem {
+                report.ok = false;
+                report.first_bad_seq = Some(row.seq);
+                report.problem = Some(p);
+                return Ok(report);
+            }
+            prev = row.hash;
+            expected_seq += 1;
+        }
+    }
+    let head = db
+        .fetch_one(
+            &Q::new("SELECT seq, hash FROM audit_heads WHERE company_id = $1").bind(Value::Uuid(company_id)),
+            &[SqlType::Int, SqlType::Text],
+        )
+        .await?;
+    if let Some(h) = head {
+        if h.int(0) != Some(last_seq) || h.text(1).as_deref() != Some(prev.as_str()) {
+            report.ok = false;
+            report.first_bad_seq = Some(last_seq + 1);
+            report.problem = Some("the newest rows were removed (head does not match)".into());
+        }
+    }
+    Ok(report)
+}

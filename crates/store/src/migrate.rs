@@ -1,0 +1,73 @@
+//! Migrations, one tree per backend, embedded in the binary and applied in order on start.
+
+use crate::db::{Backend, Db, Q};
+use crate::Result;
+use corvid_core::{SqlType, Value};
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
+    postgres: include_str!("../migrations/postgres/0001_init.sql"),
+}];
+
+/// Applies every migration not yet recorded. Each runs in its own transaction together with
+/// its bookkeeping row, so a failure leaves the database at the previous version.
+pub async fn run(db: &Db) -> Result<Vec<i64>> {
+    db.execute(&Q::new(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+    ))
+    .await?;
+    let done: Vec<i64> =
+        db.fetch(&Q::new("SELECT version FROM schema_migrations"), &[SqlType::Int]).await?.iter().filter_map(|r| r.int(0)).collect();
+    let mut applied = Vec::new();
+    for m in MIGRATIONS {
+        if done.contains(&m.version) {
+            continue;
+        }
+        let sql = match db.backend() {
+            Backend::Sqlite => m.sqlite,
+            Backend::Postgres => m.postgres,
+        };
+        let script = format!(
+            "BEGIN;\n{sql}\nINSERT INTO schema_migrations (version, name, applied_at) VALUES ({}, '{}', '{}');\nCOMMIT;",
+            m.version,
+            m.name,
+            chrono::Utc::now().to_rfc3339()
+        );
+        tracing::info!(version = m.version, name = m.name, "applying migration");
+        db.execute_script(&script).await?;
+        applied.push(m.version);
+    }
+    Ok(applied)
+}
+
+pub fn latest_version() -> i64 {
+    MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// Reads a stored setting (e.g. the token signing key shared by all nodes).
+pub async fn get_setting(db: &Db, key: &str) -> Result<Option<String>> {
+    Ok(db
+        .fetch_one(&Q::new("SELECT value FROM schema_settings WHERE key = $1").bind(Value::Text(key.into())), &[SqlType::Text])
+        .await?
+        .and_then(|r| r.text(0)))
+}
+
+/// Stores a setting unless one exists; returns the value that won.
+pub async fn init_setting(db: &Db, key: &str, value: &str) -> Result<String> {
+    db.execute(
+        &Q::new("INSERT INTO schema_settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(Value::Text(key.into()))
+            .bind(Value::Text(value.into())),
+    )
+    .await?;
+    Ok(get_setting(db, key).await?.unwrap_or_else(|| value.to_string()))
+}

@@ -1,0 +1,629 @@
+//! The metadata-driven record repository. Every object is served by this one code path:
+//! it is always scoped to the caller's company (a `Tenant` can only be made after the
+//! membership check), validates through core, and writes the audit rows in the same
+//! transaction as the change.
+
+use crate::audit::{self, AuditCtx, Change};
+use crate::custom_fields;
+use crate::db::{Backend, Db, Tx, Q};
+use crate::listing::{self, ListQuery, Resolver};
+use crate::{new_id, Result, StoreError};
+use corvid_core::meta::{DeleteMode, ObjectDef, SYSTEM_COLUMNS};
+use corvid_core::record::{derive, Record};
+use corvid_core::role::Role;
+use corvid_core::validate::{Changes, Mode, Validator};
+use corvid_core::value::now_micros;
+use corvid_core::{money, Field, FieldError, FieldKind, SqlType, Value};
+use serde_json::Map;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// The caller inside one company: who they are, their role, and where the request came from.
+/// Handlers obtain it only from the membership check, so holding one means access was granted.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub company_id: Uuid,
+    pub user_id: Uuid,
+    pub role: Role,
+    pub calling_code: String,
+    pub audit: AuditCtx,
+}
+
+impl Tenant {
+    pub fn records<'a>(&'a self, db: &'a Db, object: &'static ObjectDef) -> Records<'a> {
+        Records { db, object, tenant: self }
+    }
+}
+
+pub struct Records<'a> {
+    db: &'a Db,
+    object: &'static ObjectDef,
+    tenant: &'a Tenant,
+}
+
+/// An idempotency key and a digest of the request that carried it.
+pub struct Idempotency<'a> {
+    pub key: &'a str,
+    pub request_hash: &'a str,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BulkRequest {
+    Create { records: Vec<Map<String, serde_json::Value>> },
+    Update { ids: Vec<String>, changes: Map<String, serde_json::Value> },
+    Delete { ids: Vec<String> },
+    Restore { ids: Vec<String> },
+}
+
+pub const MAX_BULK: usize = 500;
+
+fn columns(object: &ObjectDef) -> (String, Vec<SqlType>) {
+    let mut names: Vec<String> = SYSTEM_COLUMNS.iter().filter(|(c, _)| *c != "company_id").map(|(c, _)| c.to_string()).collect();
+    let mut types: Vec<SqlType> = SYSTEM_COLUMNS.iter().filter(|(c, _)| *c != "company_id").map(|(_, t)| *t).collect();
+    for f in &object.fields {
+        names.push(f.name.clone());
+        types.push(f.kind.sql_type());
+    }
+    (names.join(", "), types)
+}
+
+fn to_record(object: &ObjectDef, row: crate::db::Row) -> Record {
+    // Column order: id, number, version, created_at, updated_at, created_by, updated_by,
+    // deleted_at, custom, then the object's fields.
+    let custom = row.json(8).and_then(|j| j.as_object().cloned()).unwrap_or_default();
+    let mut vals = row.clone().take().into_iter().skip(9);
+    let mut fields = BTreeMap::new();
+    for f in &object.fields {
+        fields.insert(f.name.clone(), vals.next().unwrap_or(Value::Null(f.kind.sql_type())));
+    }
+    Record {
+        id: row.uuid(0).unwrap_or_default(),
+        number: row.text(1).unwrap_or_default(),
+        version: row.int(2).unwrap_or(0),
+        created_at: row.timestamp(3).unwrap_or_default(),
+        updated_at: row.timestamp(4).unwrap_or_default(),
+        created_by: row.uuid(5),
+        updated_by: row.uuid(6),
+        deleted_at: row.timestamp(7),
+        fields,
+        custom,
+    }
+}
+
+/// The audit text of a value: money as an amount in its currency, everything else as JSON text.
+fn audit_text(field: &Field, value: &Value, currency: Option<&str>) -> Option<String> {
+    match (&field.kind, value) {
+        (FieldKind::Money { .. }, Value::Int(minor)) => {
+            let cur = currency.unwrap_or("INR");
+            Some(format!("{} {cur}", money::format_minor(*minor, money::currency_exponent(cur).unwrap_or(2))))
+        }
+        _ => value.audit_text(),
+    }
+}
+
+fn json_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+impl Records<'_> {
+    pub fn object(&self) -> &'static ObjectDef {
+        self.object
+    }
+
+    fn table(&self) -> &str {
+        &self.object.name
+    }
+
+    pub async fn custom_fields(&self) -> Result<Vec<Field>> {
+        custom_fields::list(self.db, self.tenant.company_id, &self.object.name).await
+    }
+
+    fn validator<'v>(&'v self, custom: &'v [Field]) -> Validator<'v> {
+        Validator { object: self.object, custom_fields: custom, default_calling_code: &self.tenant.calling_code }
+    }
+
+    fn ensure_writer(&self) -> Result<()> {
+        if self.tenant.role.can_write() {
+            Ok(())
+        } else {
+            Err(StoreError::Forbidden("your role can read but not change records".into()))
+        }
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Record> {
+        self.get_in(None, id, true).await
+    }
+
+    async fn get_in(&self, tx: Option<&mut Tx>, id: Uuid, include_deleted: bool) -> Result<Record> {
+        let (cols, types) = columns(self.object);
+        let lock = tx.as_ref().map_or("", |t| t.for_update());
+        let deleted = if include_deleted { "" } else { " AND deleted_at IS NULL" };
+        let q = Q::new(format!("SELECT {cols} FROM {} WHERE company_id = $1 AND id = $2{deleted}{lock}", self.table()))
+            .bind(Value::Uuid(self.tenant.company_id))
+            .bind(Value::Uuid(id));
+        let row = match tx {
+            Some(tx) => tx.fetch_one(&q, &types).await?,
+            None => self.db.fetch_one(&q, &types).await?,
+        };
+        row.map(|r| to_record(self.object, r)).ok_or(StoreError::NotFound)
+    }
+
+    /// A page of records and the cursor of the next page.
+    pub async fn list(&self, lq: &ListQuery) -> Result<(Vec<Record>, Option<String>, Vec<Field>)> {
+        let custom = self.custom_fields().await?;
+        let resolver = Resolver { object: self.object, custom: &custom };
+        let limit = lq.limit.unwrap_or(listing::DEFAULT_LIMIT);
+        if limit == 0 || limit > listing::MAX_LIMIT {
+            return Err(StoreError::invalid("limit", "must be from 1 to 200"));
+        }
+        if let Some(f) = &lq.fields {
+            resolver.check_fields(f).map_err(StoreError::Invalid)?;
+        }
+        let keys = listing::sort_targets(&resolver, &lq.sort).map_err(StoreError::Invalid)?;
+        let backend = self.db.backend();
+        let (cols, types) = columns(self.object);
+        let mut q = Q::new(format!("SELECT {cols} FROM {} WHERE company_id = ", self.table()));
+        let p = q.param(Value::Uuid(self.tenant.company_id));
+        q.push(&p);
+        listing::push_where(&mut q, backend, &resolver, lq).map_err(StoreError::Invalid)?;
+        if let Some(c) = &lq.cursor {
+            let values = listing::decode_cursor(c, &keys).map_err(|e| StoreError::Invalid(vec![e]))?;
+            listing::push_after(&mut q, backend, &keys, &values);
+        }
+        listing::push_order(&mut q, backend, &keys);
+        q.push(&format!(" LIMIT {}", limit + 1));
+        let mut records: Vec<Record> = self.db.fetch(&q, &types).await?.into_iter().map(|r| to_record(self.object, r)).collect();
+        let next = if records.len() > limit {
+            records.truncate(limit);
+            records.last().map(|r| listing::encode_cursor(&listing::cursor_values(&keys, r)))
+        } else {
+            None
+        };
+        Ok((records, next, custom))
+    }
+
+    /// Creates a record. With an idempotency key, a repeat returns the first record
+    /// (`true` in the second place) instead of creating another.
+    pub async fn create(&self, input: &Map<String, serde_json::Value>, idem: Option<Idempotency<'_>>) -> Result<(Record, bool)> {
+        self.ensure_writer()?;
+        let custom = self.custom_fields().await?;
+        let mut tx = self.db.begin().await?;
+        let out = self.create_tx(&mut tx, &custom, input, idem).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn create_tx(
+        &self,
+        tx: &mut Tx,
+        custom: &[Field],
+        input: &Map<String, serde_json::Value>,
+        idem: Option<Idempotency<'_>>,
+    ) -> Result<(Record, bool)> {
+        if let Some(i) = &idem {
+            let q =
+                Q::new("SELECT object, record_id, request_hash FROM idempotency_keys WHERE company_id = $1 AND user_id = $2 AND key = $3")
+                    .bind(Value::Uuid(self.tenant.company_id))
+                    .bind(Value::Uuid(self.tenant.user_id))
+                    .bind(Value::Text(i.key.into()));
+            if let Some(r) = tx.fetch_one(&q, &[SqlType::Text, SqlType::Uuid, SqlType::Text]).await? {
+                if r.text(0).as_deref() != Some(self.object.name.as_str()) || r.text(2).as_deref() != Some(i.request_hash) {
+                    return Err(StoreError::Conflict("this Idempotency-Key was already used for a different request".into()));
+                }
+                let id = r.uuid(1).ok_or(StoreError::NotFound)?;
+                return Ok((self.get_in(Some(tx), id, true).await?, true));
+            }
+        }
+        let mut changes = self.validator(custom).validate(input, Mode::Create).map_err(StoreError::Invalid)?;
+        let now = now_micros();
+        derive(self.object, &mut changes, None, now).map_err(StoreError::Invalid)?;
+        self.apply_owner_defaults(&mut changes);
+        self.check_references(tx, &changes, None).await?;
+
+        let number = self.next_number(tx).await?;
+        let id = new_id();
+        let mut names = vec!["id", "company_id", "number", "version", "created_at", "updated_at", "created_by", "updated_by", "custom"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        let custom_json =
+            serde_json::Value::Object(changes.custom.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect());
+        let mut q = Q::new(String::new());
+        let mut ps = vec![
+            q.param(Value::Uuid(id)),
+            q.param(Value::Uuid(self.tenant.company_id)),
+            q.param(Value::Text(number.clone())),
+            q.param(Value::Int(1)),
+            q.param(Value::Timestamp(now)),
+            q.param(Value::Timestamp(now)),
+            q.param(Value::Uuid(self.tenant.user_id)),
+            q.param(Value::Uuid(self.tenant.user_id)),
+            q.param(Value::Json(custom_json)),
+        ];
+        for (name, value) in &changes.fields {
+            names.push(name.clone());
+            ps.push(q.param(value.clone()));
+        }
+        q.sql = format!("INSERT INTO {} ({}) VALUES ({})", self.table(), names.join(", "), ps.join(", "));
+        tx.execute(&q).await?;
+
+        let currency = changes.fields.get("currency").and_then(Value::as_str).map(str::to_string);
+        let mut audit_rows = Vec::new();
+        for field in &self.object.fields {
+            if let Some(v) = changes.fields.get(&field.name).filter(|v| !v.is_null()) {
+                audit_rows.push(self.change("create", Some(id), &field.name, None, audit_text(field, v, currency.as_deref())));
+            }
+        }
+        for (k, v) in &changes.custom {
+            if !v.is_null() {
+                audit_rows.push(self.change("create", Some(id), k, None, json_text(v)));
+            }
+        }
+        if audit_rows.is_empty() {
+            audit_rows.push(Change {
+                object: self.object.name.clone(),
+                record_id: Some(id),
+                action: "create".into(),
+                field: None,
+                old: None,
+                new: None,
+            });
+        }
+        audit::append(tx, &self.tenant.audit, &audit_rows).await?;
+        if let Some(i) = &idem {
+            let q = Q::new("INSERT INTO idempotency_keys (company_id, user_id, key, request_hash, object, record_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(Value::Uuid(self.tenant.company_id))
+                .bind(Value::Uuid(self.tenant.user_id))
+                .bind(Value::Text(i.key.into()))
+                .bind(Value::Text(i.request_hash.into()))
+                .bind(Value::Text(self.object.name.clone()))
+                .bind(Value::Uuid(id))
+                .bind(Value::Timestamp(now));
+            match tx.execute(&q).await {
+                Ok(_) => {}
+                Err(e) if e.is_unique_violation() => {
+                    return Err(StoreError::Conflict("a request with this Idempotency-Key is in progress".into()))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((self.get_in(Some(tx), id, true).await?, false))
+    }
+
+    fn change(&self, action: &str, id: Option<Uuid>, field: &str, old: Option<String>, new: Option<String>) -> Change {
+        Change { object: self.object.name.clone(), record_id: id, action: action.into(), field: Some(field.into()), old, new }
+    }
+
+    /// New records are owned by their creator unless an owner is given; activities belong to
+    /// the user who logs them.
+    fn apply_owner_defaults(&self, changes: &mut Changes) {
+        for name in ["owner_id", "user_id"] {
+            if self.object.field(name).is_some() && changes.fields.get(name).is_none_or(Value::is_null) {
+                changes.fields.insert(name.into(), Value::Uuid(self.tenant.user_id));
+            }
+        }
+    }
+
+    async fn next_number(&self, tx: &mut Tx) -> Result<String> {
+        let q = Q::new(
+            "INSERT INTO counters (company_id, object, next) VALUES ($1, $2, 1) \
+             ON CONFLICT (company_id, object) DO UPDATE SET next = counters.next + 1 RETURNING next",
+        )
+        .bind(Value::Uuid(self.tenant.company_id))
+        .bind(Value::Text(self.object.name.clone()));
+        let n = tx.fetch_one(&q, &[SqlType::Int]).await?.and_then(|r| r.int(0)).unwrap_or(1);
+        Ok(format!("{}-{n:05}", self.object.number_prefix))
+    }
+
+    /// Every reference must point at a live record (or an active member) of the same company;
+    /// another company's id reads as "not found", like everywhere else.
+    async fn check_references(&self, tx: &mut Tx, changes: &Changes, existing: Option<&Record>) -> Result<()> {
+        let mut errors = Vec::new();
+        for field in &self.object.fields {
+            let Some(Value::Uuid(target)) = changes.fields.get(&field.name) else { continue };
+            let table = match &field.kind {
+                FieldKind::User => None,
+                FieldKind::Reference { object } if object == "*" => {
+                    let related = changes
+                        .fields
+                        .get("related_object")
+                        .cloned()
+                        .or_else(|| existing.and_then(|r| r.fields.get("related_object").cloned()));
+                    match related.as_ref().and_then(Value::as_str).and_then(corvid_core::object) {
+                        Some(o) => Some(o.name.clone()),
+                        None => {
+                            errors.push(FieldError::new(&field.name, "needs related_object"));
+                            continue;
+                        }
+                    }
+                }
+                FieldKind::Reference { object } => Some(object.clone()),
+                _ => continue,
+            };
+            if existing.is_some_and(|r| r.id == *target) && table.as_deref() == Some(self.object.name.as_str()) {
+                errors.push(FieldError::new(&field.name, "cannot point at the record itself"));
+                continue;
+            }
+            let q = match &table {
+                None => Q::new("SELECT 1 FROM memberships WHERE company_id = $1 AND user_id = $2 AND is_active = $3")
+                    .bind(Value::Uuid(self.tenant.company_id))
+                    .bind(Value::Uuid(*target))
+                    .bind(Value::Bool(true)),
+                Some(t) => Q::new(format!("SELECT 1 FROM {t} WHERE company_id = $1 AND id = $2 AND deleted_at IS NULL"))
+                    .bind(Value::Uuid(self.tenant.company_id))
+                    .bind(Value::Uuid(*target)),
+            };
+            if tx.fetch_one(&q, &[SqlType::Int]).await?.is_none() {
+                let what = if table.is_none() { "is not an active member of this company" } else { "does not exist" };
+                errors.push(FieldError::new(&field.name, what));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::Invalid(errors))
+        }
+    }
+
+    /// Applies a change if `expected_version` is still current; a stale version changes
+    /// nothing and reports the current one.
+    pub async fn update(&self, id: Uuid, input: &Map<String, serde_json::Value>, expected_version: i64) -> Result<Record> {
+        self.ensure_writer()?;
+        let custom = self.custom_fields().await?;
+        let mut tx = self.db.begin().await?;
+        let rec = self.update_tx(&mut tx, &custom, id, input, Some(expected_version)).await?;
+        tx.commit().await?;
+        Ok(rec)
+    }
+
+    async fn update_tx(
+        &self,
+        tx: &mut Tx,
+        custom: &[Field],
+        id: Uuid,
+        input: &Map<String, serde_json::Value>,
+        expected: Option<i64>,
+    ) -> Result<Record> {
+        let mut changes = self.validator(custom).validate(input, Mode::Update).map_err(StoreError::Invalid)?;
+        let existing = self.get_in(Some(tx), id, false).await?;
+        if let Some(v) = expected {
+            if existing.version != v {
+                return Err(StoreError::Stale { current: existing.version });
+            }
+        }
+        let now = now_micros();
+        derive(self.object, &mut changes, Some(&existing), now).map_err(StoreError::Invalid)?;
+        // Only real differences are written and audited.
+        changes.fields.retain(|k, v| existing.fields.get(k) != Some(v));
+        changes.custom.retain(|k, v| existing.custom.get(k).unwrap_or(&serde_json::Value::Null) != v);
+        if changes.fields.is_empty() && changes.custom.is_empty() {
+            return Ok(existing);
+        }
+        self.check_references(tx, &changes, Some(&existing)).await?;
+
+        let mut q = Q::new(String::new());
+        let mut sets = Vec::new();
+        for (name, value) in &changes.fields {
+            let p = q.param(value.clone());
+            sets.push(format!("{name} = {p}"));
+        }
+        if !changes.custom.is_empty() {
+            let mut merged = existing.custom.clone();
+            for (k, v) in &changes.custom {
+                if v.is_null() {
+                    merged.remove(k);
+                } else {
+                    merged.insert(k.clone(), v.clone());
+                }
+            }
+            let p = q.param(Value::Json(serde_json::Value::Object(merged)));
+            sets.push(format!("custom = {p}"));
+        }
+        let pv = q.param(Value::Timestamp(now));
+        let pu = q.param(Value::Uuid(self.tenant.user_id));
+        let pc = q.param(Value::Uuid(self.tenant.company_id));
+        let pi = q.param(Value::Uuid(id));
+        let pe = q.param(Value::Int(existing.version));
+        q.sql = format!(
+            "UPDATE {} SET {}, version = version + 1, updated_at = {pv}, updated_by = {pu} WHERE company_id = {pc} AND id = {pi} AND version = {pe}",
+            self.table(),
+            sets.join(", ")
+        );
+        if tx.execute(&q).await? == 0 {
+            return Err(StoreError::Stale { current: existing.version });
+        }
+
+        let old_cur = existing.text("currency").map(str::to_string);
+        let new_cur = changes.fields.get("currency").and_then(Value::as_str).map(str::to_string).or(old_cur.clone());
+        let mut rows = Vec::new();
+        for field in &self.object.fields {
+            if let Some(v) = changes.fields.get(&field.name) {
+                let old = existing.fields.get(&field.name).and_then(|o| audit_text(field, o, old_cur.as_deref()));
+                rows.push(self.change("update", Some(id), &field.name, old, audit_text(field, v, new_cur.as_deref())));
+            }
+        }
+        for (k, v) in &changes.custom {
+            rows.push(self.change("update", Some(id), k, existing.custom.get(k).and_then(json_text), json_text(v)));
+        }
+        audit::append(tx, &self.tenant.audit, &rows).await?;
+        self.get_in(Some(tx), id, true).await
+    }
+
+    /// Soft-deletes (or, for accounts, deactivates) a record.
+    pub async fn delete(&self, id: Uuid, expected: Option<i64>) -> Result<Record> {
+        self.ensure_writer()?;
+        let mut tx = self.db.begin().await?;
+        let rec = self.delete_tx(&mut tx, id, expected).await?;
+        tx.commit().await?;
+        Ok(rec)
+    }
+
+    async fn delete_tx(&self, tx: &mut Tx, id: Uuid, expected: Option<i64>) -> Result<Record> {
+        let existing = self.get_in(Some(tx), id, false).await?;
+        if expected.is_some_and(|v| v != existing.version) {
+            return Err(StoreError::Stale { current: existing.version });
+        }
+        match self.object.delete_mode {
+            DeleteMode::Deactivate => {
+                if existing.fields.get("is_active") == Some(&Value::Bool(false)) {
+                    return Ok(existing);
+                }
+                self.set_flag(tx, &existing, "is_active = $1", Value::Bool(false)).await?;
+                audit::append(
+                    tx,
+                    &self.tenant.audit,
+                    &[self.change("deactivate", Some(id), "is_active", Some("true".into()), Some("false".into()))],
+                )
+                .await?;
+            }
+            DeleteMode::SoftDelete => {
+                let now = now_micros();
+                self.set_flag(tx, &existing, "deleted_at = $1", Value::Timestamp(now)).await?;
+                let stamp = Value::Timestamp(now).audit_text();
+                audit::append(tx, &self.tenant.audit, &[self.change("delete", Some(id), "deleted_at", None, stamp)]).await?;
+            }
+        }
+        self.get_in(Some(tx), id, true).await
+    }
+
+    async fn set_flag(&self, tx: &mut Tx, existing: &Record, set: &str, value: Value) -> Result<()> {
+        let q = Q::new(format!(
+            "UPDATE {} SET {set}, version = version + 1, updated_at = $2, updated_by = $3 WHERE company_id = $4 AND id = $5 AND version = $6",
+            self.table()
+        ))
+        .bind(value)
+        .bind(Value::Timestamp(now_micros()))
+        .bind(Value::Uuid(self.tenant.user_id))
+        .bind(Value::Uuid(self.tenant.company_id))
+        .bind(Value::Uuid(existing.id))
+        .bind(Value::Int(existing.version));
+        if tx.execute(&q).await? == 0 {
+            return Err(StoreError::Stale { current: existing.version });
+        }
+        Ok(())
+    }
+
+    /// Brings back a deleted record (or reactivates an account).
+    pub async fn restore(&self, id: Uuid) -> Result<Record> {
+        self.ensure_writer()?;
+        let mut tx = self.db.begin().await?;
+        let rec = self.restore_tx(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(rec)
+    }
+
+    async fn restore_tx(&self, tx: &mut Tx, id: Uuid) -> Result<Record> {
+        let existing = self.get_in(Some(tx), id, true).await?;
+        match self.object.delete_mode {
+            DeleteMode::Deactivate => {
+                if existing.fields.get("is_active") == Some(&Value::Bool(true)) && existing.deleted_at.is_none() {
+                    return Ok(existing);
+                }
+                self.set_flag(tx, &existing, "is_active = $1", Value::Bool(true)).await?;
+                audit::append(
+                    tx,
+                    &self.tenant.audit,
+                    &[self.change("restore", Some(id), "is_active", Some("false".into()), Some("true".into()))],
+                )
+                .await?;
+            }
+            DeleteMode::SoftDelete => {
+                let Some(at) = existing.deleted_at else { return Ok(existing) };
+                self.set_flag(tx, &existing, "deleted_at = $1", Value::Null(SqlType::Timestamp)).await?;
+                audit::append(
+                    tx,
+                    &self.tenant.audit,
+                    &[self.change("restore", Some(id), "deleted_at", Value::Timestamp(at).audit_text(), None)],
+                )
+                .await?;
+            }
+        }
+        self.get_in(Some(tx), id, true).await
+    }
+
+    /// Runs a bulk action in one transaction: all items succeed or nothing changes. Errors
+    /// name the failing item as `items[i].field`.
+    pub async fn bulk(&self, req: &BulkRequest) -> Result<Vec<Record>> {
+        self.ensure_writer()?;
+        let count = match req {
+            BulkRequest::Create { records } => records.len(),
+            BulkRequest::Update { ids, .. } | BulkRequest::Delete { ids } | BulkRequest::Restore { ids } => ids.len(),
+        };
+        if count == 0 || count > MAX_BULK {
+            return Err(StoreError::invalid("items", &format!("must have 1 to {MAX_BULK} items")));
+        }
+        let parse_ids = |ids: &[String]| -> Result<Vec<Uuid>> {
+            let mut out: Vec<Uuid> = Vec::new();
+            for (i, s) in ids.iter().enumerate() {
+                let id = Uuid::parse_str(s).map_err(|_| StoreError::invalid(&format!("ids[{i}]"), "must be a valid id (UUID)"))?;
+                if out.contains(&id) {
+                    return Err(StoreError::invalid(&format!("ids[{i}]"), "is listed twice"));
+                }
+                out.push(id);
+            }
+            Ok(out)
+        };
+        let custom = self.custom_fields().await?;
+        let mut tx = self.db.begin().await?;
+        let mut out = Vec::with_capacity(count);
+        let prefix = |i: usize, e: StoreError, key: &str| match e {
+            StoreError::Invalid(errs) => {
+                StoreError::Invalid(errs.into_iter().map(|x| FieldError::new(format!("{key}[{i}].{}", x.field), x.reason)).collect())
+            }
+            StoreError::NotFound => StoreError::invalid(&format!("{key}[{i}]"), "does not exist"),
+            other => other,
+        };
+        match req {
+            BulkRequest::Create { records } => {
+                for (i, input) in records.iter().enumerate() {
+                    out.push(self.create_tx(&mut tx, &custom, input, None).await.map_err(|e| prefix(i, e, "records"))?.0);
+                }
+            }
+            BulkRequest::Update { ids, changes } => {
+                if changes.contains_key("version") {
+                    return Err(StoreError::invalid("changes.version", "bulk updates apply to the current version; leave version out"));
+                }
+                for (i, id) in parse_ids(ids)?.into_iter().enumerate() {
+                    out.push(self.update_tx(&mut tx, &custom, id, changes, None).await.map_err(|e| prefix(i, e, "ids"))?);
+                }
+            }
+            BulkRequest::Delete { ids } => {
+                for (i, id) in parse_ids(ids)?.into_iter().enumerate() {
+                    out.push(self.delete_tx(&mut tx, id, None).await.map_err(|e| prefix(i, e, "ids"))?);
+                }
+            }
+            BulkRequest::Restore { ids } => {
+                for (i, id) in parse_ids(ids)?.into_iter().enumerate() {
+                    out.push(self.restore_tx(&mut tx, id).await.map_err(|e| prefix(i, e, "ids"))?);
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Records of this object that link to `(column, id)`, newest first (related lists).
+    pub async fn linked(&self, column: &str, id: Uuid, limit: usize) -> Result<Vec<Record>> {
+        if self.object.field(column).is_none() {
+            return Ok(Vec::new());
+        }
+        let (cols, types) = columns(self.object);
+        let q = Q::new(format!(
+            "SELECT {cols} FROM {} WHERE company_id = $1 AND {column} = $2 AND deleted_at IS NULL ORDER BY created_at DESC, id DESC LIMIT {}",
+            self.table(),
+            limit.min(500)
+        ))
+        .bind(Value::Uuid(self.tenant.company_id))
+        .bind(Value::Uuid(id));
+        Ok(self.db.fetch(&q, &types).await?.into_iter().map(|r| to_record(self.object, r)).collect())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.db.backend()
+    }
+}
