@@ -337,7 +337,11 @@ fn decode_pg(row: &PgRow, types: &[SqlType]) -> Result<Row, StoreError> {
     for (i, t) in types.iter().enumerate() {
         let v = match t {
             SqlType::Text => row.try_get::<Option<String>, _>(i)?.map(Value::Text),
-            SqlType::Int => row.try_get::<Option<i64>, _>(i)?.map(Value::Int),
+            // Literals and some functions come back as INT4; columns are always BIGINT.
+            SqlType::Int => match row.try_get::<Option<i64>, _>(i) {
+                Ok(v) => v.map(Value::Int),
+                Err(_) => row.try_get::<Option<i32>, _>(i)?.map(|v| Value::Int(v.into())),
+            },
             SqlType::Float => row.try_get::<Option<f64>, _>(i)?.map(Value::Float),
             SqlType::Bool => row.try_get::<Option<bool>, _>(i)?.map(Value::Bool),
             SqlType::Uuid => row.try_get::<Option<Uuid>, _>(i)?.map(Value::Uuid),
