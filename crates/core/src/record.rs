@@ -85,15 +85,13 @@ pub fn derive(object: &ObjectDef, changes: &mut Changes, existing: Option<&Recor
     }
 
     match object.name.as_str() {
-        "contacts" => {
-            if changes.fields.contains_key("first_name") || changes.fields.contains_key("last_name") || existing.is_none() {
-                let first = current("first_name", changes);
-                let last = current("last_name", changes);
-                let full: Vec<String> = [first, last].into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
-                let full = full.join(" ");
-                let v = if full.is_empty() { Value::Null(crate::meta::SqlType::Text) } else { Value::Text(full) };
-                changes.fields.insert("full_name".into(), v);
-            }
+        "contacts" if changes.fields.contains_key("first_name") || changes.fields.contains_key("last_name") || existing.is_none() => {
+            let first = current("first_name", changes);
+            let last = current("last_name", changes);
+            let full: Vec<String> = [first, last].into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
+            let full = full.join(" ");
+            let v = if full.is_empty() { Value::Null(crate::meta::SqlType::Text) } else { Value::Text(full) };
+            changes.fields.insert("full_name".into(), v);
         }
         "deals" => {
             if let Some(Value::Text(stage)) = changes.fields.get("stage").cloned() {
@@ -137,10 +135,8 @@ pub fn derive(object: &ObjectDef, changes: &mut Changes, existing: Option<&Recor
                 errors.push(FieldError::new(missing, "related_object and related_id must be given together"));
             }
         }
-        "activities" => {
-            if existing.is_none() && current("activity_date", changes).is_none() {
-                changes.fields.insert("activity_date".into(), Value::Timestamp(now));
-            }
+        "activities" if existing.is_none() && current("activity_date", changes).is_none() => {
+            changes.fields.insert("activity_date".into(), Value::Timestamp(now));
         }
         _ => {}
     }

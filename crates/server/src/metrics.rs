@@ -8,9 +8,12 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// (method, route, status) → (count, seconds).
+type Series = BTreeMap<(String, String, u16), (u64, f64)>;
+
 #[derive(Default)]
 pub struct Metrics {
-    inner: Mutex<BTreeMap<(String, String, u16), (u64, f64)>>,
+    inner: Mutex<Series>,
 }
 
 impl Metrics {
