@@ -8,6 +8,7 @@ pub mod extract;
 pub mod jwt;
 pub mod metrics;
 pub mod openapi;
+pub mod web;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
     use api::{admin, auth, records};
     let c = "/api/v1/companies/{company_id}";
     Router::new()
+        .merge(web::routes())
         .route("/api/v1/auth/register", post(auth::register))
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/refresh", post(auth::refresh))
@@ -88,6 +90,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(state.clone(), web::csrf_guard))
+        .layer(middleware::from_fn(web::page_headers))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(state.clone(), request_context))
         .with_state(state)

@@ -11,12 +11,20 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
-    postgres: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
+        postgres: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "web",
+        sqlite: include_str!("../migrations/sqlite/0002_web.sql"),
+        postgres: include_str!("../migrations/postgres/0002_web.sql"),
+    },
+];
 
 /// Applies every migration not yet recorded. Each runs in its own transaction together with
 /// its bookkeeping row, so a failure leaves the database at the previous version.

@@ -627,3 +627,23 @@ impl Records<'_> {
         self.db.backend()
     }
 }
+
+/// Display titles of records of one object, by id, for showing references (one query).
+pub async fn titles(db: &Db, company_id: Uuid, object: &ObjectDef, ids: &[Uuid]) -> Result<BTreeMap<Uuid, String>> {
+    let mut out = BTreeMap::new();
+    for chunk in ids.chunks(500) {
+        let mut q = Q::new(format!("SELECT id, number, {} FROM {} WHERE company_id = ", object.title_fields.join(", "), object.name));
+        let p = q.param(Value::Uuid(company_id));
+        q.push(&p);
+        let ps: Vec<String> = chunk.iter().map(|id| q.param(Value::Uuid(*id))).collect();
+        q.push(&format!(" AND id IN ({})", ps.join(", ")));
+        let mut types = vec![SqlType::Uuid, SqlType::Text];
+        types.extend(object.title_fields.iter().map(|_| SqlType::Text));
+        for r in db.fetch(&q, &types).await? {
+            let Some(id) = r.uuid(0) else { continue };
+            let parts: Vec<String> = (2..types.len()).filter_map(|i| r.text(i)).collect();
+            out.insert(id, if parts.is_empty() { r.text(1).unwrap_or_default() } else { parts.join(" ") });
+        }
+    }
+    Ok(out)
+}

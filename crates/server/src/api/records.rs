@@ -279,30 +279,21 @@ pub async fn verify_audit(State(st): State<AppState>, crate::extract::Admin(t): 
 
 /// Activities, tasks and field changes of one record, newest first.
 pub async fn timeline(State(st): State<AppState>, Member(t): Member, p: Params) -> ApiResult<Response> {
+    use corvid_store::timeline::{self, Entry};
     let object = p.object()?;
     let id = p.uuid("id")?;
     t.records(&st.db, object).get(id).await?;
-    let mut items: Vec<(String, Value)> = Vec::new();
+    let entries = timeline::for_record(&st.db, &t, object, id, 200).await?;
     let activities = corvid_core::object("activities").ok_or(ApiError::Internal)?;
-    let link = format!("{}_id", object.singular);
-    let acts = if object.name == "activities" { Vec::new() } else { t.records(&st.db, activities).linked(&link, id, 200).await? };
-    for a in &acts {
-        let at = a.get("activity_date").and_then(|v| v.to_json().as_str().map(str::to_string)).unwrap_or_default();
-        items.push((at.clone(), json!({"kind": "activity", "at": at, "record": to_json(activities, &[], a, None)})));
-    }
-    let tasks_def = corvid_core::object("tasks").ok_or(ApiError::Internal)?;
-    let tasks = t.records(&st.db, tasks_def).linked("related_id", id, 200).await?;
-    for task in tasks.iter().filter(|r| r.text("related_object") == Some(object.name.as_str())) {
-        let at = corvid_core::value::format_timestamp(&task.created_at);
-        items.push((at.clone(), json!({"kind": "task", "at": at, "record": to_json(tasks_def, &[], task, None)})));
-    }
-    let f = AuditFilter { object: Some(object.name.clone()), record_id: Some(id), limit: 200, ..Default::default() };
-    for row in audit::list(&st.db, t.company_id, &f).await? {
-        let at = row.at.clone();
-        items.push((at.clone(), json!({"kind": "change", "at": at, "change": row})));
-    }
-    items.sort_by(|a, b| b.0.cmp(&a.0));
-    let data: Vec<Value> = items.into_iter().map(|(_, v)| v).collect();
+    let tasks = corvid_core::object("tasks").ok_or(ApiError::Internal)?;
+    let data: Vec<Value> = entries
+        .iter()
+        .map(|e| match e {
+            Entry::Activity(r) => json!({"kind": "activity", "at": e.at(), "record": to_json(activities, &[], r, None)}),
+            Entry::Task(r) => json!({"kind": "task", "at": e.at(), "record": to_json(tasks, &[], r, None)}),
+            Entry::Change(row) => json!({"kind": "change", "at": e.at(), "change": row}),
+        })
+        .collect();
     Ok(Json(json!({"data": data})).into_response())
 }
 

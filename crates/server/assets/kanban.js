@@ -1,0 +1,1 @@
+// Pipeline board drag and drop: written with the pipeline page.
