@@ -11,6 +11,8 @@ pub mod migrate;
 pub mod records;
 pub mod schema;
 pub mod stats;
+pub mod timeline;
+pub mod web;
 
 pub use db::{Backend, Db, Q};
 pub use records::{Records, Tenant};
