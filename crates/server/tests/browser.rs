@@ -33,12 +33,15 @@ async fn start_driver() -> Option<Driver> {
     let port = free_port();
     let child =
         Command::new(path).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("chromedriver starts");
+    // Owned by the guard from here on, so the process is reaped on every path.
+    let driver = Driver { child, port };
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Some(Driver { child, port });
+            return Some(driver);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    drop(driver);
     panic!("chromedriver did not start");
 }
 

@@ -93,7 +93,8 @@ pub fn format_amount(minor: i64, currency: &str) -> String {
     for (i, c) in digits.iter().enumerate() {
         grouped.push(*c);
         let left = n - i - 1;
-        let sep = if currency == "INR" { left == 3 || (left > 3 && (left - 3) % 2 == 0) } else { left > 0 && left % 3 == 0 };
+        let sep =
+            if currency == "INR" { left == 3 || (left > 3 && (left - 3).is_multiple_of(2)) } else { left > 0 && left.is_multiple_of(3) };
         if sep && left > 0 {
             grouped.push(',');
         }
@@ -148,7 +149,9 @@ pub fn display(base: &str, field: &Field, rec: &Record, lk: &Lookups) -> Shown {
             Shown { text: format!("{i} · {band}"), badge: colour.into(), ..Default::default() }
         }
         (FieldKind::Percent, Value::Int(i)) => Shown::plain(format!("{i}%")),
-        (FieldKind::Money { currency_field }, Value::Int(minor)) => Shown::plain(format_amount(*minor, rec.text(currency_field).unwrap_or("INR"))),
+        (FieldKind::Money { currency_field }, Value::Int(minor)) => {
+            Shown::plain(format_amount(*minor, rec.text(currency_field).unwrap_or("INR")))
+        }
         (FieldKind::Boolean, Value::Bool(b)) => Shown::plain(if *b { "Yes" } else { "No" }),
         (FieldKind::DateTime, Value::Timestamp(t)) => Shown::plain(local_time(t, lk.tz)),
         (FieldKind::DateTime, Value::Text(s)) => Shown::plain(s.clone()),
@@ -217,9 +220,13 @@ pub fn form_to_json(field: &Field, raw: &str, tz: chrono_tz::Tz) -> serde_json::
     }
     match &field.kind {
         FieldKind::Integer { .. } | FieldKind::Percent => t.parse::<i64>().map(J::from).unwrap_or_else(|_| J::String(t.into())),
-        FieldKind::Decimal => t.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(J::Number).unwrap_or_else(|| J::String(t.into())),
+        FieldKind::Decimal => {
+            t.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(J::Number).unwrap_or_else(|| J::String(t.into()))
+        }
         FieldKind::Boolean => J::Bool(matches!(t, "true" | "on" | "1" | "yes")),
-        FieldKind::Tags | FieldKind::MultiEnum { .. } => J::Array(t.split(',').map(|s| J::String(s.trim().into())).filter(|s| s.as_str() != Some("")).collect()),
+        FieldKind::Tags | FieldKind::MultiEnum { .. } => {
+            J::Array(t.split(',').map(|s| J::String(s.trim().into())).filter(|s| s.as_str() != Some("")).collect())
+        }
         FieldKind::DateTime => {
             // `datetime-local` inputs carry the company's local time without a zone.
             match chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M") {

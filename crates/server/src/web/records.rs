@@ -152,7 +152,11 @@ fn ui_query(p: &Pairs) -> (ListQuery, Vec<FilterRow>) {
         if field.is_empty() {
             continue;
         }
-        rows.push(FilterRow { field, op: fo.get(i).cloned().unwrap_or_else(|| "eq".into()), value: fv.get(i).cloned().unwrap_or_default() });
+        rows.push(FilterRow {
+            field,
+            op: fo.get(i).cloned().unwrap_or_else(|| "eq".into()),
+            value: fv.get(i).cloned().unwrap_or_default(),
+        });
     }
     let group: Vec<Condition> = rows
         .iter()
@@ -193,7 +197,13 @@ async fn members_choices(st: &AppState, company_id: Uuid) -> WebResult<Vec<Choic
         .collect())
 }
 
-pub async fn list(State(st): State<AppState>, page: Page, p: crate::extract::Params, headers: HeaderMap, RawQuery(raw): RawQuery) -> WebResult<Response> {
+pub async fn list(
+    State(st): State<AppState>,
+    page: Page,
+    p: crate::extract::Params,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> WebResult<Response> {
     let object = object_of(&p)?;
     let qp = pairs(raw.as_deref());
     let (lq, filters) = ui_query(&qp);
@@ -324,7 +334,7 @@ async fn reference_choices(st: &AppState, page: &Page, target: &str, current: &s
             }
         }
     }
-    out.sort_by(|a, b| a.label.to_lowercase().cmp(&b.label.to_lowercase()));
+    out.sort_by_key(|c| c.label.to_lowercase());
     Ok(out)
 }
 
@@ -347,6 +357,7 @@ fn input_kind(f: &Field) -> &'static str {
 
 /// Builds the form inputs for an object. `values` are the user's submitted values (kept on
 /// errors); otherwise the record's (or defaults for a new record).
+#[allow(clippy::too_many_arguments)] // one call shape shared by new, edit, inline edit and conflicts
 async fn build_inputs(
     st: &AppState,
     page: &Page,
@@ -394,7 +405,17 @@ async fn build_inputs(
             _ => String::new(),
         };
         let error = errors.iter().filter(|e| e.field == f.name).map(|e| e.reason.clone()).collect::<Vec<_>>().join("; ");
-        let input = Input { name: f.name.clone(), label: f.label.clone(), kind, value, required: f.required, choices, error, help, theirs: String::new() };
+        let input = Input {
+            name: f.name.clone(),
+            label: f.label.clone(),
+            kind,
+            value,
+            required: f.required,
+            choices,
+            error,
+            help,
+            theirs: String::new(),
+        };
         match sections.iter_mut().find(|s| s.name == f.section) {
             Some(s) => s.inputs.push(input),
             None => sections.push(Section { name: f.section.clone(), inputs: vec![input] }),
@@ -469,7 +490,13 @@ pub async fn new_form(State(st): State<AppState>, page: Page, p: crate::extract:
     })
 }
 
-pub async fn create(State(st): State<AppState>, page: Page, p: crate::extract::Params, headers: HeaderMap, Form(form): Form<Pairs>) -> WebResult<Response> {
+pub async fn create(
+    State(st): State<AppState>,
+    page: Page,
+    p: crate::extract::Params,
+    headers: HeaderMap,
+    Form(form): Form<Pairs>,
+) -> WebResult<Response> {
     let object = object_of(&p)?;
     let records = page.tenant.records(&st.db, object);
     let custom = records.custom_fields().await?;
@@ -521,7 +548,13 @@ pub async fn edit_form(State(st): State<AppState>, page: Page, p: crate::extract
     })
 }
 
-pub async fn update(State(st): State<AppState>, page: Page, p: crate::extract::Params, headers: HeaderMap, Form(form): Form<Pairs>) -> WebResult<Response> {
+pub async fn update(
+    State(st): State<AppState>,
+    page: Page,
+    p: crate::extract::Params,
+    headers: HeaderMap,
+    Form(form): Form<Pairs>,
+) -> WebResult<Response> {
     let object = object_of(&p)?;
     let id = id_of(&p)?;
     let records = page.tenant.records(&st.db, object);
@@ -629,7 +662,9 @@ pub struct HistoryRow {
 fn history_rows(rows: &[AuditRow], lk: &Lookups) -> Vec<HistoryRow> {
     rows.iter()
         .map(|r| HistoryRow {
-            when: chrono::DateTime::parse_from_rfc3339(&r.at).map(|t| super::format::local_time(&t.with_timezone(&chrono::Utc), lk.tz)).unwrap_or_else(|_| r.at.clone()),
+            when: chrono::DateTime::parse_from_rfc3339(&r.at)
+                .map(|t| super::format::local_time(&t.with_timezone(&chrono::Utc), lk.tz))
+                .unwrap_or_else(|_| r.at.clone()),
             who: r.actor_id.and_then(|a| lk.users.get(&a).cloned()).unwrap_or_else(|| "System".into()),
             action: r.action.clone(),
             field: r.field.clone().unwrap_or_default(),
@@ -659,7 +694,12 @@ pub async fn show(State(st): State<AppState>, page: Page, p: crate::extract::Par
     let lk = Lookups::load(&st.db, page.tenant.company_id, object, &[&rec]).await?;
     let mut sections: Vec<ShownSection> = Vec::new();
     for f in object.fields.iter().chain(custom.iter()) {
-        let sf = ShownField { name: f.name.clone(), label: f.label.clone(), shown: display(&base, f, &rec, &lk), editable: !f.read_only && page.ctx.can_write() };
+        let sf = ShownField {
+            name: f.name.clone(),
+            label: f.label.clone(),
+            shown: display(&base, f, &rec, &lk),
+            editable: !f.read_only && page.ctx.can_write(),
+        };
         match sections.iter_mut().find(|s| s.name == f.section) {
             Some(s) => s.fields.push(sf),
             None => sections.push(ShownSection { name: f.section.clone(), fields: vec![sf] }),
@@ -688,7 +728,10 @@ pub async fn show(State(st): State<AppState>, page: Page, p: crate::extract::Par
         .iter()
         .filter_map(|e| match e {
             timeline::Entry::Activity(a) => Some(Event {
-                when: a.get("activity_date").and_then(|v| if let Value::Timestamp(t) = v { Some(super::format::local_time(t, lk.tz)) } else { None }).unwrap_or_default(),
+                when: a
+                    .get("activity_date")
+                    .and_then(|v| if let Value::Timestamp(t) = v { Some(super::format::local_time(t, lk.tz)) } else { None })
+                    .unwrap_or_default(),
                 kind: "activity",
                 title: format!("{} · {}", a.text("activity_type").unwrap_or("").replace('_', " "), a.title(act_def)),
                 detail: a.text("description").unwrap_or("").chars().take(300).collect(),
@@ -702,7 +745,9 @@ pub async fn show(State(st): State<AppState>, page: Page, p: crate::extract::Par
                 href: format!("{base}/tasks/{}", t.id),
             }),
             timeline::Entry::Change(c) if c.action == "update" => Some(Event {
-                when: chrono::DateTime::parse_from_rfc3339(&c.at).map(|t| super::format::local_time(&t.with_timezone(&chrono::Utc), lk.tz)).unwrap_or_default(),
+                when: chrono::DateTime::parse_from_rfc3339(&c.at)
+                    .map(|t| super::format::local_time(&t.with_timezone(&chrono::Utc), lk.tz))
+                    .unwrap_or_default(),
                 kind: "change",
                 title: format!(
                     "{} changed {}",
@@ -751,7 +796,11 @@ async fn field_parts(st: &AppState, page: &Page, p: &crate::extract::Params) -> 
     let records = page.tenant.records(&st.db, object);
     let rec = records.get(id).await?;
     let custom = records.custom_fields().await?;
-    let field = object.field(p.str("field")).or_else(|| custom.iter().find(|f| f.name == p.str("field"))).cloned().ok_or_else(WebError::not_found)?;
+    let field = object
+        .field(p.str("field"))
+        .or_else(|| custom.iter().find(|f| f.name == p.str("field")))
+        .cloned()
+        .ok_or_else(WebError::not_found)?;
     Ok((object, rec, field, custom))
 }
 
@@ -759,7 +808,12 @@ pub async fn field_edit(State(st): State<AppState>, page: Page, p: crate::extrac
     let (object, rec, field, custom) = field_parts(&st, &page, &p).await?;
     let base = page.ctx.base();
     let lk = Lookups::load(&st.db, page.tenant.company_id, object, &[&rec]).await?;
-    let shown = ShownField { name: field.name.clone(), label: field.label.clone(), shown: display(&base, &field, &rec, &lk), editable: !field.read_only && page.ctx.can_write() };
+    let shown = ShownField {
+        name: field.name.clone(),
+        label: field.label.clone(),
+        shown: display(&base, &field, &rec, &lk),
+        editable: !field.read_only && page.ctx.can_write(),
+    };
     let href = format!("{base}/{}/{}", object.name, rec.id);
     // `?cancel` shows the value again.
     let editing = !pairs(raw.as_deref()).iter().any(|(k, _)| k == "cancel") && shown.editable;
@@ -787,7 +841,12 @@ pub async fn field_save(State(st): State<AppState>, page: Page, p: crate::extrac
     let (errors, conflict) = match outcome {
         Ok(saved) => {
             let lk = Lookups::load(&st.db, page.tenant.company_id, object, &[&saved]).await?;
-            let shown = ShownField { name: field.name.clone(), label: field.label.clone(), shown: display(&base, &field, &saved, &lk), editable: true };
+            let shown = ShownField {
+                name: field.name.clone(),
+                label: field.label.clone(),
+                shown: display(&base, &field, &saved, &lk),
+                editable: true,
+            };
             return render(&FieldPartial { href, field: shown, input: None, version: saved.version, conflict: false });
         }
         Err(StoreError::Invalid(errors)) => (errors, false),
@@ -804,7 +863,8 @@ pub async fn field_save(State(st): State<AppState>, page: Page, p: crate::extrac
             i.theirs = if theirs.is_empty() { "(empty)".into() } else { theirs };
         }
     }
-    let shown = ShownField { name: field.name.clone(), label: field.label.clone(), shown: display(&base, &field, &current, &lk), editable: true };
+    let shown =
+        ShownField { name: field.name.clone(), label: field.label.clone(), shown: display(&base, &field, &current, &lk), editable: true };
     let status = if conflict { StatusCode::CONFLICT } else { StatusCode::UNPROCESSABLE_ENTITY };
     render_status(status, &FieldPartial { href, field: shown, input: input_ui, version: current.version, conflict })
 }
@@ -821,14 +881,23 @@ pub async fn restore(State(st): State<AppState>, page: Page, p: crate::extract::
     let object = object_of(&p)?;
     let id = id_of(&p)?;
     page.tenant.records(&st.db, object).restore(id).await?;
-    Ok(redirect(&headers, &format!("{}/{}/{id}?notice={}", page.ctx.base(), object.name, urlencode(&format!("{} restored.", object.label)))))
+    Ok(redirect(
+        &headers,
+        &format!("{}/{}/{id}?notice={}", page.ctx.base(), object.name, urlencode(&format!("{} restored.", object.label))),
+    ))
 }
 
 fn urlencode(s: &str) -> String {
     serde_urlencoded::to_string([("x", s)]).unwrap_or_default().trim_start_matches("x=").to_string()
 }
 
-pub async fn bulk(State(st): State<AppState>, page: Page, p: crate::extract::Params, headers: HeaderMap, Form(form): Form<Pairs>) -> WebResult<Response> {
+pub async fn bulk(
+    State(st): State<AppState>,
+    page: Page,
+    p: crate::extract::Params,
+    headers: HeaderMap,
+    Form(form): Form<Pairs>,
+) -> WebResult<Response> {
     let object = object_of(&p)?;
     let ids: Vec<String> = form.iter().filter(|(k, _)| k == "ids").map(|(_, v)| v.clone()).collect();
     let back = first(&form, "back").filter(|b| b.starts_with('?') || b.is_empty()).unwrap_or("").to_string();
@@ -857,20 +926,41 @@ pub async fn bulk(State(st): State<AppState>, page: Page, p: crate::extract::Par
     };
     let msg = match page.tenant.records(&st.db, object).bulk(&req).await {
         Ok(_) => format!("Updated {n} {}.", object.label_plural.to_lowercase()),
-        Err(StoreError::Invalid(errs)) => format!("Nothing was changed: {}", errs.iter().map(|e| format!("{} {}", e.field, e.reason)).collect::<Vec<_>>().join("; ")),
+        Err(StoreError::Invalid(errs)) => {
+            format!("Nothing was changed: {}", errs.iter().map(|e| format!("{} {}", e.field, e.reason)).collect::<Vec<_>>().join("; "))
+        }
         Err(e) => return Err(e.into()),
     };
     Ok(redirect(&headers, &join(&msg)))
 }
 
-pub async fn save_view(State(st): State<AppState>, page: Page, p: crate::extract::Params, headers: HeaderMap, Form(form): Form<Pairs>) -> WebResult<Response> {
+pub async fn save_view(
+    State(st): State<AppState>,
+    page: Page,
+    p: crate::extract::Params,
+    headers: HeaderMap,
+    Form(form): Form<Pairs>,
+) -> WebResult<Response> {
     let object = object_of(&p)?;
     let query = first(&form, "query").unwrap_or("").to_string();
-    let cols: Vec<String> = first(&pairs(Some(&query)), "cols").unwrap_or("").split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+    let cols: Vec<String> =
+        first(&pairs(Some(&query)), "cols").unwrap_or("").split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
     let list = format!("{}/{}", page.ctx.base(), object.name);
-    match websess::save_view(&st.db, page.tenant.company_id, page.tenant.user_id, &object.name, first(&form, "name").unwrap_or(""), &query, &cols).await {
+    match websess::save_view(
+        &st.db,
+        page.tenant.company_id,
+        page.tenant.user_id,
+        &object.name,
+        first(&form, "name").unwrap_or(""),
+        &query,
+        &cols,
+    )
+    .await
+    {
         Ok(()) => Ok(redirect(&headers, &format!("{list}?{query}"))),
-        Err(StoreError::Invalid(_)) => Ok(redirect(&headers, &format!("{list}?{query}&notice={}", urlencode("Give the view a name of up to 80 characters.")))),
+        Err(StoreError::Invalid(_)) => {
+            Ok(redirect(&headers, &format!("{list}?{query}&notice={}", urlencode("Give the view a name of up to 80 characters."))))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -883,7 +973,13 @@ pub async fn delete_view(State(st): State<AppState>, page: Page, p: crate::extra
 }
 
 /// Logs a call, meeting, note (…) against the record.
-pub async fn log_activity(State(st): State<AppState>, page: Page, p: crate::extract::Params, headers: HeaderMap, Form(form): Form<Pairs>) -> WebResult<Response> {
+pub async fn log_activity(
+    State(st): State<AppState>,
+    page: Page,
+    p: crate::extract::Params,
+    headers: HeaderMap,
+    Form(form): Form<Pairs>,
+) -> WebResult<Response> {
     let object = object_of(&p)?;
     let id = id_of(&p)?;
     page.tenant.records(&st.db, object).get(id).await?;
@@ -895,13 +991,21 @@ pub async fn log_activity(State(st): State<AppState>, page: Page, p: crate::extr
     let href = format!("{}/{}/{id}", page.ctx.base(), object.name);
     let msg = match page.tenant.records(&st.db, acts).create(&input, None).await {
         Ok(_) => "Activity logged.".to_string(),
-        Err(StoreError::Invalid(errs)) => format!("Not logged: {}", errs.iter().map(|e| format!("{} {}", e.field, e.reason)).collect::<Vec<_>>().join("; ")),
+        Err(StoreError::Invalid(errs)) => {
+            format!("Not logged: {}", errs.iter().map(|e| format!("{} {}", e.field, e.reason)).collect::<Vec<_>>().join("; "))
+        }
         Err(e) => return Err(e.into()),
     };
     Ok(redirect(&headers, &format!("{href}?notice={}", urlencode(&msg))))
 }
 
-pub async fn add_task(State(st): State<AppState>, page: Page, p: crate::extract::Params, headers: HeaderMap, Form(form): Form<Pairs>) -> WebResult<Response> {
+pub async fn add_task(
+    State(st): State<AppState>,
+    page: Page,
+    p: crate::extract::Params,
+    headers: HeaderMap,
+    Form(form): Form<Pairs>,
+) -> WebResult<Response> {
     let object = object_of(&p)?;
     let id = id_of(&p)?;
     page.tenant.records(&st.db, object).get(id).await?;
@@ -916,7 +1020,9 @@ pub async fn add_task(State(st): State<AppState>, page: Page, p: crate::extract:
     let href = format!("{}/{}/{id}", page.ctx.base(), object.name);
     let msg = match page.tenant.records(&st.db, tasks).create(&input, None).await {
         Ok(_) => "Task created.".to_string(),
-        Err(StoreError::Invalid(errs)) => format!("No task created: {}", errs.iter().map(|e| format!("{} {}", e.field, e.reason)).collect::<Vec<_>>().join("; ")),
+        Err(StoreError::Invalid(errs)) => {
+            format!("No task created: {}", errs.iter().map(|e| format!("{} {}", e.field, e.reason)).collect::<Vec<_>>().join("; "))
+        }
         Err(e) => return Err(e.into()),
     };
     Ok(redirect(&headers, &format!("{href}?notice={}", urlencode(&msg))))
