@@ -6,6 +6,7 @@ pub mod auth;
 pub mod companies;
 pub mod custom_fields;
 pub mod db;
+pub mod demo;
 pub mod listing;
 pub mod migrate;
 pub mod records;
