@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod error;
+pub mod export;
 pub mod extract;
 pub mod jwt;
 pub mod metrics;
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{c}/metadata/objects/{{object}}/fields/{{name}}"), delete(admin::delete_field))
         .route(&format!("{c}/audit"), get(records::company_audit))
         .route(&format!("{c}/audit/verify"), get(records::verify_audit))
+        .route(&format!("{c}/data/export"), get(records::export))
         .route(&format!("{c}/stats/leads"), get(admin::lead_stats))
         .route(&format!("{c}/stats/deals"), get(admin::deal_stats))
         .route(&format!("{c}/stats/activities"), get(admin::activity_stats))

@@ -452,3 +452,75 @@ async fn deals_money_stages_related_lists_timeline_and_stats() {
         assert_eq!(st.body["by_owner"][0]["key"], s.user_id.as_str());
     }
 }
+
+#[tokio::test]
+async fn exports_are_filtered_neutralised_and_tenant_scoped() {
+    for app in TestApp::all().await {
+        let s = app.register("owner@export.test", "Export Co").await;
+        let other = app.register("other@export.test", "Other Co").await;
+        app.post(&other, &other.path("leads"), json!({"last_name": "NotMine"})).await;
+        app.post(&s, &s.path("leads"), json!({"first_name": "=HYPERLINK(\"http://evil\")", "last_name": "Formula", "source": "website"}))
+            .await;
+        let r = app
+            .post(&s, &s.path("leads"), json!({"last_name": "Plain, \"quoted\"", "notes": "line one\nline two", "source": "event"}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        let r = app.get(&s, &s.path("data/export?object=leads&format=csv")).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        assert!(r
+            .headers
+            .get("content-disposition")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|d| d.contains("attachment") && d.contains(".csv")));
+        let mut reader = csv::Reader::from_reader(r.text.as_bytes());
+        let headers = reader.headers().expect("headers").clone();
+        assert!(headers.iter().any(|h| h == "last_name") && headers.iter().any(|h| h == "lead_score"));
+        let rows: Vec<csv::StringRecord> = reader.records().map(|x| x.expect("row")).collect();
+        assert_eq!(rows.len(), 2, "only this company's leads");
+        let first_name = headers.iter().position(|h| h == "first_name").expect("column");
+        assert!(rows.iter().any(|row| &row[first_name] == "'=HYPERLINK(\"http://evil\")"), "formula neutralised");
+        let last = headers.iter().position(|h| h == "last_name").expect("column");
+        let notes = headers.iter().position(|h| h == "notes").expect("column");
+        assert!(rows.iter().any(|row| &row[last] == "Plain, \"quoted\"" && &row[notes] == "line one\nline two"), "quoting round-trips");
+        let r = app.get(&s, &s.path("data/export?object=leads&format=csv&filter[source]=event&fields=last_name,source")).await;
+        let mut reader = csv::Reader::from_reader(r.text.as_bytes());
+        assert_eq!(reader.headers().expect("h").iter().collect::<Vec<_>>(), vec!["id", "last_name", "source"]);
+        assert_eq!(reader.records().count(), 1);
+        let r = app.get(&s, &s.path("data/export?object=leads&format=xlsx")).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let bytes = app
+            .raw(
+                axum::http::Request::builder()
+                    .uri(s.path("data/export?object=leads&format=xlsx"))
+                    .header("authorization", format!("Bearer {}", s.token))
+                    .body(axum::body::Body::empty())
+                    .expect("req"),
+            )
+            .await;
+        assert!(bytes.text.as_bytes().starts_with(b"PK"), "an xlsx (zip) file");
+        for (qs, field) in [
+            ("object=widgets", "object"),
+            ("object=leads&format=pdf", "format"),
+            ("object=leads&filter[nope]=1", "filter[nope]"),
+            ("format=csv", "object"),
+        ] {
+            let r = app.get(&s, &s.path(&format!("data/export?{qs}"))).await;
+            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{qs}");
+            assert!(errors_name(&r, field), "{qs}: {r:?}");
+        }
+        let r = app.get(&other, &s.path("data/export?object=leads")).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        // Larger than one page: every row arrives once.
+        let many: Vec<serde_json::Value> = (0..450).map(|i| json!({"last_name": format!("Bulk{i:03}")})).collect();
+        for chunk in many.chunks(200) {
+            let r = app.post(&s, &s.path("leads/bulk"), json!({"action": "create", "records": chunk})).await;
+            assert_eq!(r.status, StatusCode::OK);
+        }
+        let r = app.get(&s, &s.path("data/export?object=leads&fields=last_name&sort=last_name")).await;
+        let mut reader = csv::Reader::from_reader(r.text.as_bytes());
+        let names: Vec<String> = reader.records().map(|x| x.expect("row")[1].to_string()).collect();
+        assert_eq!(names.len(), 452);
+        let unique: std::collections::BTreeSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), 452);
+    }
+}

@@ -307,3 +307,14 @@ async fn activity_feed(st: AppState, Member(t): Member, raw: Option<String>) -> 
     let (records, next, custom) = t.records(&st.db, object).list(&lq).await?;
     Ok(page(object, &custom, &records, next, lq.fields.as_deref()).into_response())
 }
+
+/// `GET .../data/export?object=leads&format=csv|xlsx` plus any list parameters.
+pub async fn export(State(st): State<AppState>, Member(t): Member, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+    let mut pairs = query_pairs(raw.as_deref())?;
+    let take = |pairs: &mut Vec<(String, String)>, key: &str| pairs.iter().position(|(k, _)| k == key).map(|i| pairs.remove(i).1);
+    let object_name = take(&mut pairs, "object").ok_or_else(|| ApiError::invalid("object", "is required (leads, accounts, ...)"))?;
+    let object = corvid_core::object(&object_name).ok_or_else(|| ApiError::invalid("object", "is not a known object"))?;
+    let format = crate::export::Format::parse(take(&mut pairs, "format").as_deref())?;
+    let lq = ListQuery::from_pairs(&pairs).map_err(ApiError::Invalid)?;
+    crate::export::export(st.db.clone(), t, object, lq, format).await
+}

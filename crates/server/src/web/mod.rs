@@ -55,6 +55,7 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{a}/{{object}}"), get(records::list).post(records::create))
         .route(&format!("{a}/{{object}}/new"), get(records::new_form))
         .route(&format!("{a}/{{object}}/bulk"), post(records::bulk))
+        .route(&format!("{a}/{{object}}/export"), get(records::export))
         .route(&format!("{a}/{{object}}/views"), post(records::save_view))
         .route(&format!("{a}/{{object}}/views/{{view_id}}/delete"), post(records::delete_view))
         .route(&format!("{a}/{{object}}/{{id}}"), get(records::show).post(records::update))

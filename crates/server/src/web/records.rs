@@ -1027,3 +1027,13 @@ pub async fn add_task(
     };
     Ok(redirect(&headers, &format!("{href}?notice={}", urlencode(&msg))))
 }
+
+/// Downloads the current list view (filters, search, sort and chosen columns) as CSV or XLSX.
+pub async fn export(State(st): State<AppState>, page: Page, p: crate::extract::Params, RawQuery(raw): RawQuery) -> WebResult<Response> {
+    let object = object_of(&p)?;
+    let qp = pairs(raw.as_deref());
+    let (mut lq, _) = ui_query(&qp);
+    lq.fields = first(&qp, "cols").filter(|c| !c.is_empty()).map(|c| c.split(',').map(str::to_string).collect());
+    let format = crate::export::Format::parse(first(&qp, "format"))?;
+    Ok(crate::export::export(st.db.clone(), page.tenant, object, lq, format).await?)
+}
