@@ -62,6 +62,10 @@ async fn browser(driver: &Driver, profile: &std::path::Path, width: u32) -> Clie
     ];
     args.push("--lang=en-GB".into());
     let mut opts = json!({"args": args});
+    // Headless windows are never narrower than 500px; phone widths need device emulation.
+    if width < 500 {
+        opts["mobileEmulation"] = json!({"deviceMetrics": {"width": width, "height": 812, "pixelRatio": 2.0}});
+    }
     if let Ok(bin) = std::env::var("CORVID_TEST_CHROMIUM") {
         if !bin.is_empty() {
             opts["binary"] = bin.into();
