@@ -1,4 +1,4 @@
-//! The `corvid` binary: serve the API (and later the web app and workers), run migrations,
+//! The `corvid` binary: serve the API, the web app and the background job workers, run migrations,
 //! seed demo data, administer companies, verify the audit trail.
 
 use anyhow::{bail, Context};
@@ -31,6 +31,9 @@ enum Command {
         /// Token signing secret shared by all nodes (default: generated once, kept in the database).
         #[arg(long, env = "CORVID_JWT_SECRET", hide_env_values = true)]
         jwt_secret: Option<String>,
+        /// Background job workers in this process (0: run no jobs here; the scheduler still runs).
+        #[arg(long, env = "CORVID_WORKERS", default_value_t = 2)]
+        workers: usize,
     },
     /// Apply pending migrations and exit.
     Migrate,
@@ -122,10 +125,10 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { bind, demo, jwt_secret } => {
+        Command::Serve { bind, demo, jwt_secret, workers } => {
             let db = open(&cli.database_url).await?;
             let summary = if demo { Some(corvid_store::demo::seed(&db, 42).await.context("demo data")?) } else { None };
-            let state = corvid_server::AppState::new(db, jwt_secret).await?;
+            let state = corvid_server::AppState::new(db.clone(), jwt_secret).await?;
             let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
             let url = format!("http://{}", listener.local_addr()?);
             tracing::info!(%url, database = %redact(&cli.database_url), "serving");
@@ -133,7 +136,12 @@ async fn main() -> anyhow::Result<()> {
                 Some(s) => print_demo(s, Some(&url)),
                 None => println!("Corvid is running at {url} (API docs at {url}/api/docs)"),
             }
-            corvid_server::serve(state, listener).await?;
+            let jobs = corvid_server::jobs::Runtime::start(db, corvid_server::jobs::Registry::builtin(), workers);
+            tracing::info!(workers, "background jobs started");
+            let served = corvid_server::serve(state, listener).await;
+            // Workers finish (or hand back) their current jobs before the process exits.
+            jobs.shutdown().await;
+            served?;
         }
         Command::Migrate => {
             let db = open(&cli.database_url).await?;

@@ -6,6 +6,7 @@ pub mod api;
 pub mod error;
 pub mod export;
 pub mod extract;
+pub mod jobs;
 pub mod jwt;
 pub mod metrics;
 pub mod openapi;
@@ -26,12 +27,16 @@ use std::time::Instant;
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
+    /// Where uploads (imports) are kept: `CORVID_DATA_DIR`, default `corvid-data`.
+    pub data_dir: std::path::PathBuf,
     pub keys: jwt::Keys,
     pub metrics: Arc<metrics::Metrics>,
 }
 
 /// Largest request body the JSON API accepts.
 pub const BODY_LIMIT: usize = 1024 * 1024;
+/// Largest upload (imports), a little above the import file limit for the multipart framing.
+pub const UPLOAD_LIMIT: usize = corvid_store::import::MAX_FILE_BYTES as usize + 64 * 1024;
 
 impl AppState {
     /// Loads the token signing key: from `CORVID_JWT_SECRET` if set, otherwise a random key
@@ -46,7 +51,8 @@ impl AppState {
                 corvid_store::migrate::init_setting(&db, "jwt_secret", &hex::encode(bytes)).await?
             }
         };
-        Ok(AppState { db, keys: jwt::Keys::new(secret.as_bytes()), metrics: Arc::new(metrics::Metrics::default()) })
+        let data_dir = std::env::var("CORVID_DATA_DIR").ok().filter(|d| !d.is_empty()).unwrap_or_else(|| "corvid-data".into()).into();
+        Ok(AppState { db, data_dir, keys: jwt::Keys::new(secret.as_bytes()), metrics: Arc::new(metrics::Metrics::default()) })
     }
 }
 
@@ -74,6 +80,16 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{c}/audit"), get(records::company_audit))
         .route(&format!("{c}/audit/verify"), get(records::verify_audit))
         .route(&format!("{c}/data/export"), get(records::export))
+        .route(&format!("{c}/data/import"), get(api::imports::list).post(api::imports::start).layer(DefaultBodyLimit::max(UPLOAD_LIMIT)))
+        .route(&format!("{c}/data/validate"), post(api::imports::validate).layer(DefaultBodyLimit::max(UPLOAD_LIMIT)))
+        .route(&format!("{c}/data/import/{{import_id}}"), get(api::imports::show))
+        .route(&format!("{c}/data/import/{{import_id}}/errors.csv"), get(api::imports::errors_csv))
+        .route(&format!("{c}/jobs"), get(api::jobs::list).post(api::jobs::enqueue))
+        .route(&format!("{c}/jobs/{{job_id}}"), get(api::jobs::show))
+        .route(&format!("{c}/jobs/{{job_id}}/cancel"), post(api::jobs::cancel))
+        .route(&format!("{c}/jobs/{{job_id}}/retry"), post(api::jobs::retry))
+        .route(&format!("{c}/job-schedules"), get(api::jobs::schedules).post(api::jobs::create_schedule))
+        .route(&format!("{c}/job-schedules/{{schedule_id}}"), patch(api::jobs::update_schedule).delete(api::jobs::delete_schedule))
         .route(&format!("{c}/stats/leads"), get(admin::lead_stats))
         .route(&format!("{c}/stats/deals"), get(admin::deal_stats))
         .route(&format!("{c}/stats/activities"), get(admin::activity_stats))

@@ -464,6 +464,9 @@ fn path_param_component(name: &str) -> &'static str {
         "id" => "RecordId",
         "token_id" => "TokenId",
         "user_id" => "UserId",
+        "import_id" => "ImportId",
+        "job_id" => "JobId",
+        "schedule_id" => "ScheduleId",
         "object" => "ObjectName",
         "name" => "CustomFieldName",
         "file" => "DocsFile",
@@ -1336,6 +1339,9 @@ fn shared_parameters() -> Value {
         "RecordId": path("id", uuid(), "Record id."),
         "TokenId": path("token_id", uuid(), "API token id."),
         "UserId": path("user_id", uuid(), "User id of the member."),
+        "ImportId": path("import_id", uuid(), "Import id."),
+        "JobId": path("job_id", uuid(), "Job id."),
+        "ScheduleId": path("schedule_id", uuid(), "Schedule id."),
         "ObjectName": path("object", json!({ "type": "string", "enum": OBJECT_NAMES }), "Object API name."),
         "CustomFieldName": path("name", json!({ "type": "string", "pattern": CUSTOM_FIELD_PATTERN }), "API name of a custom field."),
         "DocsFile": path("file", json!({ "type": "string", "enum": ASSETS.iter().map(|a| a.name).collect::<Vec<_>>() }), "A file of the docs page."),
@@ -1633,6 +1639,166 @@ fn fixed_paths(paths: &mut Paths) {
             .problems(MEMBER),
     );
 
+    let data = "Data";
+    let upload_body = json!({
+        "required": true,
+        "content": { "multipart/form-data": { "schema": {
+            "type": "object",
+            "required": ["file", "object"],
+            "properties": {
+                "file": { "type": "string", "contentMediaType": "application/octet-stream", "description": "CSV (UTF-8, UTF-8 with BOM or Windows-1252; comma, semicolon, tab or pipe separated) or XLSX, at most 200 MB." },
+                "object": { "type": "string", "enum": corvid_core::meta::OBJECT_NAMES },
+                "mapping": { "type": "string", "description": "JSON array, one entry per column: a field name or null to ignore the column. Suggested from the headers when absent." },
+                "options": { "type": "string", "description": "JSON object: {\"duplicate_policy\": \"skip\" | \"update\" | \"create\", \"defaults\": {field: value}, \"run_assignment\": bool}." },
+                "idempotency_key": { "type": "string", "maxLength": 255, "description": "Same as the Idempotency-Key header." },
+            },
+        } } },
+    });
+    let import_schema = json!({ "type": "object", "description": "An import: state (queued, running, succeeded, failed), mapping, options and counts (rows_done, created, updated, skipped, failed), the job running it, and on GET the first failed rows under `errors`.", "additionalProperties": true });
+    paths.add(
+        &format!("{C}/data/export"),
+        "get",
+        Op::new("exportRecords", data, "Export a list as CSV or XLSX")
+            .description("Takes `object`, `format` (csv, default, or xlsx) and every list parameter (filters, sort, q, fields). CSV is streamed. Cells that start with = + - @, tab or CR are prefixed with ' so spreadsheets do not run them.")
+            .params(vec![
+                json!({ "name": "object", "in": "query", "required": true, "schema": { "type": "string", "enum": corvid_core::meta::OBJECT_NAMES } }),
+                json!({ "name": "format", "in": "query", "schema": { "type": "string", "enum": ["csv", "xlsx"], "default": "csv" } }),
+            ])
+            .response("200", json!({ "description": "The file, as an attachment.", "content": {
+                "text/csv": { "schema": { "type": "string" } },
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } },
+            } }))
+            .problems(MEMBER)
+            .problems(&[P::Invalid]),
+    );
+    paths.add(
+        &format!("{C}/data/import"),
+        "get",
+        Op::new("listImports", data, "Recent imports")
+            .ok("200", "The latest 50 imports.", data_list(import_schema.clone()))
+            .problems(MEMBER),
+    );
+    paths.add(
+        &format!("{C}/data/import"),
+        "post",
+        Op::new("startImport", data, "Import a CSV or XLSX file")
+            .description("Stores the file and queues the `import.run` job; poll the import for progress. Rows go through the same validation as the API; each batch of 500 commits with its progress, so an interrupted import resumes. With an `Idempotency-Key` already used, answers 200 with the existing import and imports nothing.")
+            .param(param_ref("IdempotencyKey"))
+            .body(upload_body.clone())
+            .ok("202", "The import, queued.", import_schema.clone())
+            .response("200", json!({ "description": "The import started earlier with the same idempotency key.", "content": { "application/json": { "schema": import_schema.clone() } } }))
+            .problems(ADMIN)
+            .problems(&[P::TooLarge, P::Invalid]),
+    );
+    paths.add(
+        &format!("{C}/data/validate"),
+        "post",
+        Op::new("validateImport", data, "Dry-run an import")
+            .description("Reads the header and the first 20 rows: detected format and encoding, the suggested (or given) mapping, and each row's validation errors. Writes nothing.")
+            .body(upload_body)
+            .ok("200", "The preview.", json!({ "type": "object", "additionalProperties": true }))
+            .problems(MEMBER)
+            .problems(&[P::TooLarge, P::Invalid]),
+    );
+    paths.add(
+        &format!("{C}/data/import/{{import_id}}"),
+        "get",
+        Op::new("getImport", data, "An import's progress and result").ok("200", "The import.", import_schema).problems(MEMBER),
+    );
+    paths.add(
+        &format!("{C}/data/import/{{import_id}}/errors.csv"),
+        "get",
+        Op::new("getImportErrors", data, "Failed rows as CSV")
+            .description("The spreadsheet row number, the reasons, and the row's original cells.")
+            .response(
+                "200",
+                text_response("The failed rows.", "text/csv", "row,errors,First Name\n12,email is not a valid email address,Asha\n"),
+            )
+            .problems(MEMBER),
+    );
+
+    let jobs = "Jobs";
+    let job = json!({ "type": "object", "description": "A job: kind, state (queued, running, succeeded, failed, dead, cancelled), attempts, progress (done, total, message), last error, result and times.", "additionalProperties": true });
+    let schedule = json!({ "type": "object", "description": "A recurring schedule: name, kind, cron (5 fields), timezone, payload, enabled, next_run_at.", "additionalProperties": true });
+    paths.add(
+        &format!("{C}/jobs"),
+        "get",
+        Op::new("listJobs", jobs, "The company's jobs")
+            .description("Newest first; filter with `state` and `kind`, page with `cursor` and `limit` (≤ 200).")
+            .params(vec![
+                json!({ "name": "state", "in": "query", "schema": { "type": "string", "enum": ["queued", "running", "succeeded", "failed", "dead", "cancelled"] } }),
+                json!({ "name": "kind", "in": "query", "schema": { "type": "string" } }),
+                json!({ "name": "cursor", "in": "query", "schema": { "type": "string" } }),
+                json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 200 } }),
+            ])
+            .ok("200", "A page of jobs.", json!({ "type": "object", "properties": { "data": { "type": "array", "items": job.clone() }, "next_cursor": { "type": ["string", "null"] } } }))
+            .problems(ADMIN)
+            .problems(&[P::Invalid]),
+    );
+    paths.add(
+        &format!("{C}/jobs"),
+        "post",
+        Op::new("enqueueJob", jobs, "Start a job")
+            .description("Only kinds tenants may start (`audit.verify`). With an idempotency key seen before, answers 200 with the existing job.")
+            .param(param_ref("IdempotencyKey"))
+            .body(json!({ "type": "object", "required": ["kind"], "additionalProperties": false, "properties": {
+                "kind": { "type": "string" }, "payload": { "type": "object" }, "run_at": date_time(),
+                "max_attempts": { "type": "integer", "minimum": 1 }, "idempotency_key": string_max(255) } }))
+            .ok("201", "The job, queued.", job.clone())
+            .response("200", json!({ "description": "The existing job with this idempotency key.", "content": { "application/json": { "schema": job.clone() } } }))
+            .problems(ADMIN)
+            .problems(&[P::Invalid]),
+    );
+    paths.add(&format!("{C}/jobs/{{job_id}}"), "get", Op::new("getJob", jobs, "A job").ok("200", "The job.", job.clone()).problems(ADMIN));
+    paths.add(
+        &format!("{C}/jobs/{{job_id}}/cancel"),
+        "post",
+        Op::new("cancelJob", jobs, "Cancel a job")
+            .description("A queued job is cancelled at once; a running one stops at its next progress report.")
+            .ok("200", "The job.", job.clone())
+            .problems(ADMIN)
+            .problems(&[P::Conflict]),
+    );
+    paths.add(
+        &format!("{C}/jobs/{{job_id}}/retry"),
+        "post",
+        Op::new("retryJob", jobs, "Retry a failed, dead or cancelled job")
+            .ok("200", "The job, queued again.", job)
+            .problems(ADMIN)
+            .problems(&[P::Conflict]),
+    );
+    paths.add(
+        &format!("{C}/job-schedules"),
+        "get",
+        Op::new("listJobSchedules", jobs, "Recurring schedules").ok("200", "The schedules.", data_list(schedule.clone())).problems(ADMIN),
+    );
+    paths.add(
+        &format!("{C}/job-schedules"),
+        "post",
+        Op::new("createJobSchedule", jobs, "Create a recurring schedule")
+            .body(json!({ "type": "object", "required": ["name", "kind", "cron"], "additionalProperties": false, "properties": {
+                "name": string_max(100), "kind": { "type": "string" }, "cron": { "type": "string", "description": "Five fields: minute hour day-of-month month day-of-week." },
+                "timezone": { "type": "string" }, "payload": { "type": "object" }, "enabled": { "type": "boolean" } } }))
+            .ok("201", "The schedule.", schedule.clone())
+            .problems(ADMIN)
+            .problems(&[P::Conflict, P::Invalid]),
+    );
+    paths.add(
+        &format!("{C}/job-schedules/{{schedule_id}}"),
+        "patch",
+        Op::new("updateJobSchedule", jobs, "Change a schedule")
+            .body(json!({ "type": "object", "additionalProperties": false, "properties": {
+                "cron": { "type": "string" }, "timezone": { "type": "string" }, "payload": { "type": "object" }, "enabled": { "type": "boolean" } } }))
+            .ok("200", "The schedule.", schedule)
+            .problems(ADMIN)
+            .problems(&[P::Invalid]),
+    );
+    paths.add(
+        &format!("{C}/job-schedules/{{schedule_id}}"),
+        "delete",
+        Op::new("deleteJobSchedule", jobs, "Delete a schedule").no_content("Deleted.").problems(ADMIN),
+    );
+
     let docs = "Docs";
     paths.add(
         "/api/openapi.json",
@@ -1915,6 +2081,8 @@ fn tags() -> Vec<Value> {
     }
     tags.extend([
         json!({ "name": "Stats", "description": "Counts and pipeline totals." }),
+        json!({ "name": "Data", "description": "Import from CSV and XLSX, and export any list." }),
+        json!({ "name": "Jobs", "description": "Background jobs and recurring schedules (Admins)." }),
         json!({ "name": "Audit", "description": "The hash-chained audit trail." }),
         json!({ "name": "Docs", "description": "This document and its reference page." }),
         json!({ "name": "Operations", "description": "Health checks and metrics for operators." }),
@@ -2148,8 +2316,9 @@ mod tests {
                 for (k, val) in map {
                     if k == "$ref" {
                         out.push(val.as_str().expect("$ref is a string").to_string());
-                    } else if k == "mapping" {
-                        // Discriminator mappings are references too.
+                    } else if k == "mapping" && val.get("description").is_none() {
+                        // Discriminator mappings are references too (a property named
+                        // `mapping` has a description instead).
                         for target in val.as_object().into_iter().flat_map(|m| m.values()) {
                             out.push(target.as_str().expect("mapping target").to_string());
                         }

@@ -208,7 +208,9 @@ async fn dashboard_shows_the_numbers_the_api_implies() {
             ("Won one", "closed_won", "50000.00", "INR"),
             ("Lost one", "closed_lost", "7000.00", "INR"),
         ] {
-            let r = app.post(&s, &s.path("deals"), json!({"name": name, "account_id": acc, "stage": stage, "value": value, "currency": currency})).await;
+            let r = app
+                .post(&s, &s.path("deals"), json!({"name": name, "account_id": acc, "stage": stage, "value": value, "currency": currency}))
+                .await;
             id_of(&r);
         }
 
@@ -224,9 +226,8 @@ async fn dashboard_shows_the_numbers_the_api_implies() {
         ] {
             id_of(&app.post(&s, &s.path("tasks"), json!({"title": title, "due_at": due, "status": status, "assignee_id": assignee})).await);
         }
-        let act = id_of(
-            &app.post(&s, &s.path("activities"), json!({"activity_type": "call", "title": "Intro call", "lead_id": old_lead})).await,
-        );
+        let act =
+            id_of(&app.post(&s, &s.path("activities"), json!({"activity_type": "call", "title": "Intro call", "lead_id": old_lead})).await);
 
         let page = get(&app, &b, &format!("{base}/dashboard")).await;
         assert_eq!(page.status, StatusCode::OK);
@@ -271,7 +272,9 @@ async fn dashboard_shows_the_numbers_the_api_implies() {
         }
         let shown = |m: &BTreeMap<String, Decimal>| -> Vec<String> {
             m.iter()
-                .map(|(c, d)| format_amount(money::parse_minor(&d.to_string(), money::currency_exponent(c).unwrap_or(2)).expect("minor"), c))
+                .map(|(c, d)| {
+                    format_amount(money::parse_minor(&d.to_string(), money::currency_exponent(c).unwrap_or(2)).expect("minor"), c)
+                })
                 .collect()
         };
         assert_eq!(kpi(&html, "pipeline_value"), shown(&value));
@@ -286,10 +289,19 @@ async fn dashboard_shows_the_numbers_the_api_implies() {
         let next = if today.format("%m").to_string() == "12" {
             format!("{}-01-01", today.format("%Y").to_string().parse::<i32>().expect("year") + 1)
         } else {
-            chrono::NaiveDate::parse_from_str(&start, "%Y-%m-%d").expect("date").checked_add_months(chrono::Months::new(1)).expect("month").to_string()
+            chrono::NaiveDate::parse_from_str(&start, "%Y-%m-%d")
+                .expect("date")
+                .checked_add_months(chrono::Months::new(1))
+                .expect("month")
+                .to_string()
         };
         let won = app
-            .get(&s, &s.path(&format!("deals?filter[stage]=closed_won&filter[actual_close_date][gte]={start}&filter[actual_close_date][lt]={next}")))
+            .get(
+                &s,
+                &s.path(&format!(
+                    "deals?filter[stage]=closed_won&filter[actual_close_date][gte]={start}&filter[actual_close_date][lt]={next}"
+                )),
+            )
             .await;
         let won_rows = won.body["data"].as_array().expect("rows");
         assert_eq!(kpi(&html, "won_this_month"), [won_rows.len().to_string()]);
@@ -312,7 +324,10 @@ async fn dashboard_shows_the_numbers_the_api_implies() {
         assert!(r.text.contains("Lead4") && r.text.contains("Lead5") && !r.text.contains("Lead0"));
 
         // Charts: inline SVG with accessible names and text labels.
-        assert!(html.contains("<svg class=\"chart\" id=\"chart-stage\"") && html.contains("<title id=\"chart-stage-title\">Pipeline by stage</title>"));
+        assert!(
+            html.contains("<svg class=\"chart\" id=\"chart-stage\"")
+                && html.contains("<title id=\"chart-stage-title\">Pipeline by stage</title>")
+        );
         assert!(html.contains("<title id=\"chart-source-title\">Leads by source</title>"));
         assert!(html.contains(">Negotiation</text>") && html.contains(">Website form</text>") && html.contains(">3 leads</text>"));
 
@@ -353,9 +368,7 @@ async fn pipeline_board_and_moves() {
         assert_eq!(columns(&r.text).len(), 6, "one column per stage");
 
         let acc = id_of(&app.post(&s, &s.path("accounts"), json!({"name": "Stark Industries"})).await);
-        let mk = |name: &'static str, stage: &'static str, value: &'static str| {
-            json!({"name": name, "account_id": acc, "stage": stage, "value": value, "expected_close_date": "2030-01-15"})
-        };
+        let mk = |name: &'static str, stage: &'static str, value: &'static str| json!({"name": name, "account_id": acc, "stage": stage, "value": value, "expected_close_date": "2030-01-15"});
         let fleet = id_of(&app.post(&s, &s.path("deals"), mk("Fleet", "prospecting", "250000.00")).await);
         let pilot = id_of(&app.post(&s, &s.path("deals"), mk("Pilot", "prospecting", "1000.00")).await);
         let won = id_of(&app.post(&s, &s.path("deals"), mk("Recent win", "closed_won", "500.00")).await);
@@ -376,7 +389,10 @@ async fn pipeline_board_and_moves() {
         assert!(r.text.contains("<script src=\"/assets/kanban.js\" defer></script>"));
         assert!(r.text.contains(&format!("data-csrf=\"{}\"", b.csrf)));
         let cols = columns(&r.text);
-        assert_eq!(cols.keys().cloned().collect::<Vec<_>>(), ["closed_lost", "closed_won", "negotiation", "proposal", "prospecting", "qualification"]);
+        assert_eq!(
+            cols.keys().cloned().collect::<Vec<_>>(),
+            ["closed_lost", "closed_won", "negotiation", "proposal", "prospecting", "qualification"]
+        );
         let prospecting = &cols["prospecting"];
         for id in [&fleet, &pilot] {
             assert!(prospecting.contains(&format!("data-deal-id=\"{id}\" data-version=\"1\" tabindex=\"0\"")), "card {id}");
@@ -404,7 +420,10 @@ async fn pipeline_board_and_moves() {
         assert_eq!(r.body["version"], 2);
         assert_eq!(r.body["stage"], "negotiation");
         let deal = app.get(&s, &s.path(&format!("deals/{fleet}"))).await;
-        assert_eq!((deal.body["stage"].as_str(), deal.body["version"].as_i64(), deal.body["probability"].as_i64()), (Some("negotiation"), Some(2), Some(75)));
+        assert_eq!(
+            (deal.body["stage"].as_str(), deal.body["version"].as_i64(), deal.body["probability"].as_i64()),
+            (Some("negotiation"), Some(2), Some(75))
+        );
         assert!(app.count("SELECT COUNT(*) FROM audit_log").await > before_audit);
         let history = app.get(&s, &s.path(&format!("deals/{fleet}/history"))).await;
         let rows = history.body["data"].as_array().expect("rows");
@@ -487,11 +506,18 @@ async fn settings_are_for_admins() {
             assert!(r.text.contains("aria-label=\"Settings\"") && r.text.contains("aria-current=\"page\""), "{page}: sub-navigation");
         }
         let before = app.snapshot().await;
-        let r = post_form(&app, &rb, &format!("{base}/settings/members"), &[("email", "x@settings.test"), ("password", PASSWORD), ("role", "admin")]).await;
+        let r = post_form(
+            &app,
+            &rb,
+            &format!("{base}/settings/members"),
+            &[("email", "x@settings.test"), ("password", PASSWORD), ("role", "admin")],
+        )
+        .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
         let r = post_form(&app, &rb, &format!("{base}/settings/members/{}", rep.user_id), &[("role", "admin")]).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
-        let r = post_form(&app, &rb, &format!("{base}/settings/fields"), &[("object", "leads"), ("name", "region"), ("type", "text")]).await;
+        let r =
+            post_form(&app, &rb, &format!("{base}/settings/fields"), &[("object", "leads"), ("name", "region"), ("type", "text")]).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
         assert_eq!(app.snapshot().await, before);
     }
@@ -510,7 +536,13 @@ async fn members_form() {
 
         // A bad email: the form comes back with the error beside the field and the input kept.
         let before = app.snapshot().await;
-        let r = post_form(&app, &b, &members_url, &[("email", "priya-at-example"), ("name", "Priya Shah"), ("password", PASSWORD), ("role", "manager")]).await;
+        let r = post_form(
+            &app,
+            &b,
+            &members_url,
+            &[("email", "priya-at-example"), ("name", "Priya Shah"), ("password", PASSWORD), ("role", "manager")],
+        )
+        .await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(r.text.contains("id=\"e-m-email\" role=\"alert\">is not a valid email address</p>"), "{}", r.text);
         assert!(r.text.contains("value=\"Priya Shah\"") && r.text.contains("value=\"priya-at-example\""));
@@ -524,12 +556,19 @@ async fn members_form() {
         assert_eq!(app.snapshot().await, before);
 
         // A good one.
-        let r = post_form(&app, &b, &members_url, &[("email", "priya@members.test"), ("name", "Priya Shah"), ("password", PASSWORD), ("role", "manager")]).await;
+        let r = post_form(
+            &app,
+            &b,
+            &members_url,
+            &[("email", "priya@members.test"), ("name", "Priya Shah"), ("password", PASSWORD), ("role", "manager")],
+        )
+        .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{r:?}");
         let page = get(&app, &b, &location(&r)).await;
         assert!(page.text.contains("Priya Shah was added as Manager."));
         let list = app.get(&s, &s.path("members")).await;
-        let priya = list.body["data"].as_array().expect("rows").iter().find(|m| m["email"] == "priya@members.test").cloned().expect("added");
+        let priya =
+            list.body["data"].as_array().expect("rows").iter().find(|m| m["email"] == "priya@members.test").cloned().expect("added");
         assert_eq!(priya["role"], "manager");
         let priya_id = priya["user_id"].as_str().expect("id").to_string();
         // The new member can sign in.
@@ -547,7 +586,9 @@ async fn members_form() {
         assert!(get(&app, &b, &location(&r)).await.text.contains("Priya Shah is now Sales Rep."));
         let r = post_form(&app, &b, &member_url, &[("is_active", "false")]).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER);
-        let find = |list: &Resp| list.body["data"].as_array().expect("rows").iter().find(|m| m["user_id"] == priya_id.as_str()).cloned().expect("row");
+        let find = |list: &Resp| {
+            list.body["data"].as_array().expect("rows").iter().find(|m| m["user_id"] == priya_id.as_str()).cloned().expect("row")
+        };
         let m = find(&app.get(&s, &s.path("members")).await);
         assert_eq!((m["role"].as_str(), m["is_active"].as_bool()), (Some("sales_rep"), Some(false)));
         assert_eq!(get(&app, &pb, &format!("{base}/dashboard")).await.status, StatusCode::NOT_FOUND, "no access once deactivated");
@@ -584,7 +625,13 @@ async fn custom_fields_form() {
         assert!(r.text.contains("No custom fields on leads yet."));
 
         // A choice type without options: the error is beside the type, the input kept.
-        let r = post_form(&app, &b, &url, &[("object", "deals"), ("name", "Region"), ("label", "Sales region"), ("type", "enum"), ("options", "")]).await;
+        let r = post_form(
+            &app,
+            &b,
+            &url,
+            &[("object", "deals"), ("name", "Region"), ("label", "Sales region"), ("type", "enum"), ("options", "")],
+        )
+        .await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(r.text.contains("id=\"e-cf-type\" role=\"alert\">needs at least one option</p>"), "{}", r.text);
         assert!(r.text.contains("value=\"Sales region\"") && r.text.contains("<option value=\"deals\" selected>"));
@@ -597,7 +644,14 @@ async fn custom_fields_form() {
             &app,
             &b,
             &url,
-            &[("object", "deals"), ("name", "Region"), ("label", "Sales region"), ("type", "enum"), ("options", "North, South ,East"), ("required", "true")],
+            &[
+                ("object", "deals"),
+                ("name", "Region"),
+                ("label", "Sales region"),
+                ("type", "enum"),
+                ("options", "North, South ,East"),
+                ("required", "true"),
+            ],
         )
         .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{r:?}");
@@ -606,7 +660,10 @@ async fn custom_fields_form() {
         assert!(page.text.contains("<code>cf_region</code>") && page.text.contains("North, South, East"));
         let meta = app.get(&s, &s.path("metadata/objects/deals")).await;
         let field = meta.body["fields"].as_array().expect("fields").iter().find(|f| f["name"] == "cf_region").cloned().expect("created");
-        assert_eq!((field["label"].as_str(), field["type"].as_str(), field["required"].as_bool()), (Some("Sales region"), Some("enum"), Some(true)));
+        assert_eq!(
+            (field["label"].as_str(), field["type"].as_str(), field["required"].as_bool()),
+            (Some("Sales region"), Some("enum"), Some(true))
+        );
         // The same name again is a conflict.
         let r = post_form(&app, &b, &url, &[("object", "deals"), ("name", "region"), ("type", "text")]).await;
         assert_eq!(r.status, StatusCode::CONFLICT);
@@ -631,7 +688,14 @@ async fn audit_log_page() {
         let acc = id_of(&app.post(&s, &s.path("accounts"), json!({"name": "Audited Ltd"})).await);
         let deal = id_of(&app.post(&s, &s.path("deals"), json!({"name": "Audited deal", "account_id": acc, "value": "10.00"})).await);
         for i in 0..6 {
-            id_of(&app.post(&s, &s.path("leads"), json!({"first_name": format!("F{i}"), "last_name": format!("L{i}"), "email": format!("l{i}@x.in")})).await);
+            id_of(
+                &app.post(
+                    &s,
+                    &s.path("leads"),
+                    json!({"first_name": format!("F{i}"), "last_name": format!("L{i}"), "email": format!("l{i}@x.in")}),
+                )
+                .await,
+            );
         }
         let r = app.patch(&s, &s.path(&format!("deals/{deal}")), json!({"stage": "proposal", "version": 1})).await;
         assert_eq!(r.status, StatusCode::OK);
@@ -641,7 +705,9 @@ async fn audit_log_page() {
         let total = app.count("SELECT COUNT(*) FROM audit_log").await;
         assert!(total > 50, "enough rows to page: {total}");
         let seqs = |html: &str| -> Vec<i64> {
-            html.match_indices("data-seq=\"").map(|(i, m)| html[i + m.len()..].split('"').next().expect("seq").parse().expect("number")).collect()
+            html.match_indices("data-seq=\"")
+                .map(|(i, m)| html[i + m.len()..].split('"').next().expect("seq").parse().expect("number"))
+                .collect()
         };
         let first = seqs(&r.text);
         assert_eq!(first.len(), 50);
@@ -649,7 +715,13 @@ async fn audit_log_page() {
         assert_eq!(first[0], total, "the newest row is first");
         assert!(r.text.contains("Test User") && r.text.contains("10.1.2.3") && r.text.contains("corvid-tests/1.0"));
         assert!(r.text.contains(&format!("href=\"{base}/deals/{deal}\">Audited deal</a>")), "records link to themselves");
-        let older = r.text.split("rel=\"next\"").next().and_then(|h| h.rsplit("href=\"").next()).map(|h| unescape(h.trim_end().trim_end_matches('"'))).expect("older link");
+        let older = r
+            .text
+            .split("rel=\"next\"")
+            .next()
+            .and_then(|h| h.rsplit("href=\"").next())
+            .map(|h| unescape(h.trim_end().trim_end_matches('"')))
+            .expect("older link");
         assert!(older.contains("before="), "{older}");
         let r2 = get(&app, &b, &older).await;
         assert_eq!(r2.status, StatusCode::OK);
@@ -663,9 +735,12 @@ async fn audit_log_page() {
         assert!(!rows.is_empty());
         assert!(r.text.contains(">proposal</td>") && r.text.contains(">prospecting</td>"));
         assert!(!r.text.contains("Audited Ltd</a>"), "only the deal's rows");
-        assert!(r.text.contains(&format!("<option value=\"{}\" selected>", s.user_id)) || r.text.contains("<option value=\"deals\" selected>"));
+        assert!(
+            r.text.contains(&format!("<option value=\"{}\" selected>", s.user_id)) || r.text.contains("<option value=\"deals\" selected>")
+        );
         let today = Utc::now().date_naive();
-        let r = get(&app, &b, &format!("{url}?from={}&to={}&actor={}", today - Duration::days(1), today + Duration::days(1), s.user_id)).await;
+        let r =
+            get(&app, &b, &format!("{url}?from={}&to={}&actor={}", today - Duration::days(1), today + Duration::days(1), s.user_id)).await;
         assert_eq!(seqs(&r.text).len(), 50);
         let r = get(&app, &b, &format!("{url}?from=2000-01-01&to=2000-01-02")).await;
         assert!(seqs(&r.text).is_empty() && r.text.contains("No audit entries match these filters."));

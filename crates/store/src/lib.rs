@@ -7,6 +7,8 @@ pub mod companies;
 pub mod custom_fields;
 pub mod db;
 pub mod demo;
+pub mod import;
+pub mod jobs;
 pub mod listing;
 pub mod migrate;
 pub mod records;

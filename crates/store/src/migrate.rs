@@ -24,6 +24,18 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_web.sql"),
         postgres: include_str!("../migrations/postgres/0002_web.sql"),
     },
+    Migration {
+        version: 3,
+        name: "jobs",
+        sqlite: include_str!("../migrations/sqlite/0003_jobs.sql"),
+        postgres: include_str!("../migrations/postgres/0003_jobs.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "imports",
+        sqlite: include_str!("../migrations/sqlite/0004_imports.sql"),
+        postgres: include_str!("../migrations/postgres/0004_imports.sql"),
+    },
 ];
 
 /// Applies every migration not yet recorded. Each runs in its own transaction together with

@@ -295,6 +295,18 @@ impl Records<'_> {
         Ok((self.get_in(Some(tx), id, true).await?, false))
     }
 
+    /// Creates a record inside the caller's transaction (imports batch many rows in one).
+    pub async fn create_in(&self, tx: &mut Tx, custom: &[Field], input: &Map<String, serde_json::Value>) -> Result<Record> {
+        self.ensure_writer()?;
+        Ok(self.create_tx(tx, custom, input, None).await?.0)
+    }
+
+    /// Updates the current version of a record inside the caller's transaction.
+    pub async fn update_in(&self, tx: &mut Tx, custom: &[Field], id: Uuid, input: &Map<String, serde_json::Value>) -> Result<Record> {
+        self.ensure_writer()?;
+        self.update_tx(tx, custom, id, input, None).await
+    }
+
     fn change(&self, action: &str, id: Option<Uuid>, field: &str, old: Option<String>, new: Option<String>) -> Change {
         Change { object: self.object.name.clone(), record_id: id, action: action.into(), field: Some(field.into()), old, new }
     }

@@ -100,7 +100,10 @@ pub async fn end_all_sessions(db: &Db, user_id: Uuid, except_cookie: Option<&str
             .bind(Value::Text(keep)),
     )
     .await?;
-    db.execute(&Q::new("UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL").bind(now).bind(Value::Uuid(user_id))).await?;
+    db.execute(
+        &Q::new("UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL").bind(now).bind(Value::Uuid(user_id)),
+    )
+    .await?;
     Ok(())
 }
 

@@ -51,7 +51,12 @@ async fn start_session(st: &AppState, headers: &HeaderMap, meta: &ClientMeta, us
     Ok(r)
 }
 
-pub async fn login_submit(State(st): State<AppState>, headers: HeaderMap, meta: ClientMeta, Form(f): Form<LoginForm>) -> WebResult<Response> {
+pub async fn login_submit(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    meta: ClientMeta,
+    Form(f): Form<LoginForm>,
+) -> WebResult<Response> {
     let next = safe_next(f.next.as_deref());
     match crate::api::auth::check_credentials(&st, &meta, &f.email, &f.password).await {
         Ok(user) => start_session(&st, &headers, &meta, user.id, &next).await,
@@ -94,7 +99,12 @@ pub struct RegisterForm {
     company_name: String,
 }
 
-pub async fn register_submit(State(st): State<AppState>, headers: HeaderMap, meta: ClientMeta, Form(f): Form<RegisterForm>) -> WebResult<Response> {
+pub async fn register_submit(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    meta: ClientMeta,
+    Form(f): Form<RegisterForm>,
+) -> WebResult<Response> {
     let mut errors = Vec::new();
     if let Err(e) = corvid_core::validate::parse_email(&f.email) {
         errors.push(("email".to_string(), format!("Email {e}.")));
@@ -109,10 +119,17 @@ pub async fn register_submit(State(st): State<AppState>, headers: HeaderMap, met
         errors.push(("company_name".into(), "Name your company (up to 200 characters).".into()));
     }
     if errors.is_empty() {
-        let ctx = AuditCtx { ip: meta.ip.clone(), user_agent: meta.user_agent.clone(), request_id: Some(meta.request_id.clone()), ..Default::default() };
+        let ctx = AuditCtx {
+            ip: meta.ip.clone(),
+            user_agent: meta.user_agent.clone(),
+            request_id: Some(meta.request_id.clone()),
+            ..Default::default()
+        };
         match companies::register(&st.db, &f.email, &f.password, &f.name, &f.company_name, &ctx).await {
             Ok((user, company)) => return start_session(&st, &headers, &meta, user.id, &format!("/app/{}/dashboard", company.id)).await,
-            Err(corvid_store::StoreError::Conflict(_)) => errors.push(("email".into(), "An account with this email exists. Sign in instead.".into())),
+            Err(corvid_store::StoreError::Conflict(_)) => {
+                errors.push(("email".into(), "An account with this email exists. Sign in instead.".into()))
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -168,7 +185,13 @@ async fn profile_ctx(st: &AppState, signed: &Signed) -> WebResult<Ctx> {
 }
 
 async fn profile_page(st: &AppState, signed: &Signed, new_token: String, message: String, error: String) -> WebResult<ProfilePage> {
-    Ok(ProfilePage { ctx: profile_ctx(st, signed).await?, tokens: auth::list_api_tokens(&st.db, signed.user.id).await?, new_token, message, error })
+    Ok(ProfilePage {
+        ctx: profile_ctx(st, signed).await?,
+        tokens: auth::list_api_tokens(&st.db, signed.user.id).await?,
+        new_token,
+        message,
+        error,
+    })
 }
 
 pub async fn profile(State(st): State<AppState>, signed: Signed) -> WebResult<Response> {
@@ -190,12 +213,17 @@ pub async fn change_password(State(st): State<AppState>, signed: Signed, Form(f)
         ""
     };
     if !error.is_empty() {
-        return render_status(StatusCode::UNPROCESSABLE_ENTITY, &profile_page(&st, &signed, String::new(), String::new(), error.into()).await?);
+        return render_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &profile_page(&st, &signed, String::new(), String::new(), error.into()).await?,
+        );
     }
     auth::set_password(&st.db, signed.user.id, &f.new_password).await?;
     // Other sessions end: whoever knew the old password is signed out everywhere else.
     websess::end_all_sessions(&st.db, signed.user.id, Some(&signed.cookie)).await?;
-    render(&profile_page(&st, &signed, String::new(), "Password changed. Your other sessions were signed out.".into(), String::new()).await?)
+    render(
+        &profile_page(&st, &signed, String::new(), "Password changed. Your other sessions were signed out.".into(), String::new()).await?,
+    )
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod assets;
 pub mod auth;
 pub mod format;
+pub mod jobs;
 pub mod records;
 
 use crate::error::ApiError;
@@ -52,6 +53,7 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{a}/settings/fields"), get(admin::fields).post(admin::create_field))
         .route(&format!("{a}/settings/fields/{{object}}/{{name}}/delete"), post(admin::delete_field))
         .route(&format!("{a}/settings/audit"), get(admin::audit))
+        .route(&format!("{a}/settings/jobs"), get(jobs::page).post(jobs::action))
         .route(&format!("{a}/{{object}}"), get(records::list).post(records::create))
         .route(&format!("{a}/{{object}}/new"), get(records::new_form))
         .route(&format!("{a}/{{object}}/bulk"), post(records::bulk))
@@ -103,7 +105,12 @@ impl IntoResponse for WebError {
             s if s >= 500 => "Something went wrong",
             _ => "That didn't work",
         };
-        let page = ErrorPage { status: self.status.as_u16(), title, message: &self.message, request_id: crate::error::current_request_id().unwrap_or_default() };
+        let page = ErrorPage {
+            status: self.status.as_u16(),
+            title,
+            message: &self.message,
+            request_id: crate::error::current_request_id().unwrap_or_default(),
+        };
         match page.render() {
             Ok(html) => (self.status, Html(html)).into_response(),
             Err(_) => (self.status, self.message).into_response(),
@@ -117,7 +124,9 @@ impl From<ApiError> for WebError {
         let message = match &e {
             ApiError::NotFound(_) => "We couldn't find that page. It may have been removed, or the link is wrong.".to_string(),
             ApiError::Forbidden(d) => format!("You don't have permission to do that: {d}."),
-            ApiError::Internal => "Something went wrong on our side. Please try again; if it keeps happening, quote the request id below.".into(),
+            ApiError::Internal => {
+                "Something went wrong on our side. Please try again; if it keeps happening, quote the request id below.".into()
+            }
             ApiError::TooManyRequests { retry_after } => format!("Too many attempts. Try again in {retry_after} seconds."),
             ApiError::Invalid(errs) => errs.iter().map(|x| format!("{} {}", x.field, x.reason)).collect::<Vec<_>>().join("; "),
             ApiError::Conflict(d) | ApiError::BadRequest(d, _) | ApiError::Unauthorized(d) => d.clone(),
@@ -352,7 +361,11 @@ pub async fn csrf_guard(State(st): State<AppState>, req: Request, next: Next) ->
         Err(e) => return WebError::from(e).into_response(),
     };
     let header_token = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let is_form = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    let is_form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
     let (token, body) = match (header_token, is_form) {
         (Some(t), _) => (Some(t), body),
         (None, true) => match to_bytes(body, crate::BODY_LIMIT).await {
@@ -366,8 +379,11 @@ pub async fn csrf_guard(State(st): State<AppState>, req: Request, next: Next) ->
     };
     let ok = token.is_some_and(|t| constant_time_eq(t.as_bytes(), session.csrf_token.as_bytes()));
     if !ok {
-        return WebError::new(StatusCode::FORBIDDEN, "Your form expired or came from somewhere else. Go back, reload the page and try again.")
-            .into_response();
+        return WebError::new(
+            StatusCode::FORBIDDEN,
+            "Your form expired or came from somewhere else. Go back, reload the page and try again.",
+        )
+        .into_response();
     }
     next.run(Request::from_parts(parts, body)).await
 }

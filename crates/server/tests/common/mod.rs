@@ -20,6 +20,8 @@ pub struct TestApp {
     pub db: Db,
     pub backend: &'static str,
     _dir: Option<tempfile::TempDir>,
+    /// Uploads of this app, removed with it.
+    pub data: tempfile::TempDir,
 }
 
 pub struct Resp {
@@ -76,9 +78,11 @@ impl TestApp {
         // Server errors show up in the failing test's output.
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
         corvid_store::migrate::run(&db).await.expect("migrate");
-        let state = AppState::new(db.clone(), Some("test-secret".into())).await.expect("state");
+        let mut state = AppState::new(db.clone(), Some("test-secret".into())).await.expect("state");
+        let data = tempfile::tempdir().expect("data dir");
+        state.data_dir = data.path().to_path_buf();
         let router = corvid_server::router(state).layer(MockConnectInfo(SocketAddr::from(([10, 1, 2, 3], 40000))));
-        TestApp { router, db, backend, _dir: dir }
+        TestApp { router, db, backend, _dir: dir, data }
     }
 
     /// SQLite always; PostgreSQL too when configured.

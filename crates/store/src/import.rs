@@ -1,0 +1,887 @@
+//! Bulk import of CSV and XLSX files into any object.
+//!
+//! Files are read as streams (CSV through a decoding reader, XLSX cell by cell), checked
+//! before anything is written (size, encoding, binary content, column count, zip bombs), and
+//! applied in batches: each batch's records, audit rows and the import's progress commit in
+//! one transaction, so a crash resumes after the last committed batch and never leaves half a
+//! batch. Every row goes through the same validation as the API and the UI.
+
+use crate::db::{Db, Q};
+use crate::records::Tenant;
+use crate::{new_id, Result, StoreError};
+use corvid_core::meta::{Field, FieldKind, ObjectDef};
+use corvid_core::value::now_micros;
+use corvid_core::{FieldError, SqlType, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+use std::collections::HashMap;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
+
+pub const MAX_FILE_BYTES: u64 = 200 * 1024 * 1024;
+pub const MAX_COLUMNS: usize = 500;
+pub const MAX_CELL_CHARS: usize = 32_767;
+/// Uncompressed XLSX content allowed, in total and relative to the file's size.
+const MAX_XLSX_UNCOMPRESSED: u64 = 1024 * 1024 * 1024;
+const MAX_XLSX_RATIO: u64 = 200;
+pub const BATCH: usize = 500;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FileError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("the file is larger than {} MB", MAX_FILE_BYTES / 1024 / 1024)]
+    TooLarge,
+    #[error("this does not look like a CSV or XLSX file (it contains binary data)")]
+    Binary,
+    #[error("the header row has {0} columns; at most {MAX_COLUMNS} are allowed")]
+    TooManyColumns(usize),
+    #[error("the header row is empty")]
+    NoHeader,
+    #[error("the spreadsheet expands to more data than allowed (possible zip bomb)")]
+    ZipBomb,
+    #[error("the spreadsheet could not be read: {0}")]
+    BadXlsx(String),
+    #[error("the CSV could not be read at line {line}: {reason}")]
+    BadCsv { line: u64, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Csv,
+    Xlsx,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Encoding {
+    #[serde(rename = "utf-8")]
+    Utf8,
+    #[serde(rename = "windows-1252")]
+    Windows1252,
+}
+
+/// What sniffing the file found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sniffed {
+    pub kind: Kind,
+    pub encoding: Encoding,
+    pub headers: Vec<String>,
+}
+
+/// A file opened for reading rows.
+pub struct Source {
+    pub sniffed: Sniffed,
+    rows: Box<dyn Iterator<Item = std::result::Result<Vec<String>, FileError>> + Send>,
+}
+
+impl Source {
+    pub fn rows(&mut self) -> &mut (dyn Iterator<Item = std::result::Result<Vec<String>, FileError>> + Send) {
+        &mut *self.rows
+    }
+}
+
+/// Opens a stored upload: detects XLSX (zip) or CSV, the text encoding, and reads the header.
+pub fn open(path: &Path, file_name: &str) -> std::result::Result<Source, FileError> {
+    let meta = std::fs::metadata(path).map_err(|_| FileError::Empty)?;
+    if meta.len() == 0 {
+        return Err(FileError::Empty);
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(FileError::TooLarge);
+    }
+    let mut head = vec![0u8; 64 * 1024];
+    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).map_err(|_| FileError::Empty)?;
+    head.truncate(n);
+    let is_zip = head.starts_with(b"PK\x03\x04");
+    if is_zip || file_name.to_ascii_lowercase().ends_with(".xlsx") {
+        if !is_zip {
+            return Err(FileError::BadXlsx("it is not a valid XLSX file".into()));
+        }
+        return open_xlsx(path, meta.len());
+    }
+    open_csv(path, &head)
+}
+
+fn sniff_encoding(head: &[u8]) -> std::result::Result<Encoding, FileError> {
+    let body = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    if body.contains(&0) {
+        return Err(FileError::Binary);
+    }
+    match std::str::from_utf8(body) {
+        Ok(_) => Ok(Encoding::Utf8),
+        // A multi-byte character cut at the end of the sample is still UTF-8.
+        Err(e) if e.error_len().is_none() => Ok(Encoding::Utf8),
+        Err(_) => {
+            // Control characters other than tab/CR/LF mean binary, not a legacy encoding.
+            let controls = body.iter().filter(|b| **b < 0x20 && !matches!(**b, b'\t' | b'\r' | b'\n')).count();
+            if controls * 100 > body.len().max(1) {
+                Err(FileError::Binary)
+            } else {
+                Ok(Encoding::Windows1252)
+            }
+        }
+    }
+}
+
+fn clean_cell(s: &str) -> String {
+    let s = s.trim();
+    // Undo spreadsheet formula neutralisation (`'=...`), as our own exports write it.
+    let s = match s.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@']) => rest,
+        _ => s,
+    };
+    s.chars().take(MAX_CELL_CHARS).collect()
+}
+
+fn open_csv(path: &Path, head: &[u8]) -> std::result::Result<Source, FileError> {
+    let encoding = sniff_encoding(head)?;
+    let file = std::fs::File::open(path).map_err(|_| FileError::Empty)?;
+    let decoder = encoding_rs_io::DecodeReaderBytesBuilder::new()
+        .encoding(Some(match encoding {
+            Encoding::Utf8 => encoding_rs::UTF_8,
+            Encoding::Windows1252 => encoding_rs::WINDOWS_1252,
+        }))
+        .bom_override(true)
+        .build(BufReader::new(file));
+    let delimiter = sniff_delimiter(head);
+    let reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).delimiter(delimiter).from_reader(decoder);
+    let mut records = reader.into_records();
+    let header = loop {
+        match records.next() {
+            None => return Err(FileError::NoHeader),
+            Some(Err(e)) => return Err(csv_error(e)),
+            Some(Ok(r)) if r.iter().all(|c| c.trim().is_empty()) => continue,
+            Some(Ok(r)) => break r,
+        }
+    };
+    if header.len() > MAX_COLUMNS {
+        return Err(FileError::TooManyColumns(header.len()));
+    }
+    let headers: Vec<String> = header.iter().map(clean_cell).collect();
+    let width = headers.len();
+    let rows = records.map(move |r| match r {
+        Ok(rec) => {
+            let mut cells: Vec<String> = rec.iter().take(width.max(1) + 1).map(clean_cell).collect();
+            cells.resize(width, String::new());
+            Ok(cells)
+        }
+        Err(e) => Err(csv_error(e)),
+    });
+    Ok(Source { sniffed: Sniffed { kind: Kind::Csv, encoding, headers }, rows: Box::new(rows) })
+}
+
+fn csv_error(e: csv::Error) -> FileError {
+    let line = e.position().map_or(0, |p| p.line());
+    FileError::BadCsv { line, reason: e.to_string() }
+}
+
+fn sniff_delimiter(head: &[u8]) -> u8 {
+    let first_line = head.split(|b| *b == b'\n').next().unwrap_or(head);
+    [b',', b';', b'\t', b'|'].into_iter().max_by_key(|d| first_line.iter().filter(|b| *b == d).count()).unwrap_or(b',')
+}
+
+fn open_xlsx(path: &Path, size: u64) -> std::result::Result<Source, FileError> {
+    // Check the declared sizes before decompressing anything.
+    let file = std::fs::File::open(path).map_err(|_| FileError::Empty)?;
+    let mut zip = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| FileError::BadXlsx(e.to_string()))?;
+    let mut total: u64 = 0;
+    for i in 0..zip.len() {
+        let entry = zip.by_index_raw(i).map_err(|e| FileError::BadXlsx(e.to_string()))?;
+        total = total.saturating_add(entry.size());
+    }
+    if total > MAX_XLSX_UNCOMPRESSED || total > size.saturating_mul(MAX_XLSX_RATIO).max(50 * 1024 * 1024) {
+        return Err(FileError::ZipBomb);
+    }
+    drop(zip);
+    use calamine::{open_workbook, Reader, Xlsx};
+    let mut wb: Xlsx<_> = open_workbook(path).map_err(|e: calamine::XlsxError| FileError::BadXlsx(e.to_string()))?;
+    let sheet = wb.sheet_names().first().cloned().ok_or_else(|| FileError::BadXlsx("the workbook has no sheets".into()))?;
+    let range = wb.worksheet_range(&sheet).map_err(|e| FileError::BadXlsx(e.to_string()))?;
+    let mut rows_iter =
+        range.rows().map(|r| r.iter().map(|c| clean_cell(&c.to_string())).collect::<Vec<String>>()).collect::<Vec<_>>().into_iter();
+    let headers = loop {
+        match rows_iter.next() {
+            None => return Err(FileError::NoHeader),
+            Some(r) if r.iter().all(String::is_empty) => continue,
+            Some(r) => break r,
+        }
+    };
+    if headers.len() > MAX_COLUMNS {
+        return Err(FileError::TooManyColumns(headers.len()));
+    }
+    let width = headers.len();
+    let rows = rows_iter.map(move |mut r| {
+        r.resize(width, String::new());
+        Ok(r)
+    });
+    Ok(Source { sniffed: Sniffed { kind: Kind::Xlsx, encoding: Encoding::Utf8, headers }, rows: Box::new(rows) })
+}
+
+fn norm(s: &str) -> String {
+    s.to_lowercase().chars().filter(|c| c.is_alphanumeric()).collect()
+}
+
+/// Header aliases people use in spreadsheets, per field name.
+fn aliases(field: &str) -> &'static [&'static str] {
+    match field {
+        "first_name" => &["firstname", "first", "givenname", "fname"],
+        "last_name" => &["lastname", "last", "surname", "familyname", "lname"],
+        "company_name" => &["company", "organisation", "organization", "companyname", "account", "accountname"],
+        "email" => &["email", "emailaddress", "mail", "workemail"],
+        "phone" => &["phone", "mobile", "phonenumber", "telephone", "tel", "mobileno", "contactnumber", "whatsapp"],
+        "job_title" => &["title", "jobtitle", "designation", "position", "role"],
+        "source" => &["leadsource", "source"],
+        "campaign" => &["campaign", "utmcampaign"],
+        "medium" => &["medium", "utmmedium"],
+        "term" => &["term", "utmterm", "keyword"],
+        "website" => &["website", "url", "web", "domain"],
+        "name" => &["name", "accountname", "companyname", "dealname", "opportunityname"],
+        "value" => &["amount", "dealvalue", "value", "dealamount"],
+        "expected_close_date" => &["closedate", "expectedclose", "expectedclosedate"],
+        "country" => &["country", "countrycode"],
+        "notes" => &["notes", "comments", "remarks", "description"],
+        _ => &[],
+    }
+}
+
+/// Suggests, for each column, the field it most likely holds (by name, label or alias).
+pub fn suggest_mapping(object: &ObjectDef, custom: &[Field], headers: &[String]) -> Vec<Option<String>> {
+    let fields: Vec<&Field> = object.fields.iter().chain(custom).filter(|f| !f.read_only).collect();
+    let mut used: Vec<String> = Vec::new();
+    headers
+        .iter()
+        .map(|h| {
+            let n = norm(h);
+            if n.is_empty() {
+                return None;
+            }
+            let hit = fields
+                .iter()
+                .find(|f| norm(&f.name) == n || norm(&f.label) == n)
+                .or_else(|| fields.iter().find(|f| aliases(&f.name).contains(&n.as_str())))
+                .map(|f| f.name.clone())
+                .filter(|name| !used.contains(name));
+            if let Some(name) = &hit {
+                used.push(name.clone());
+            }
+            hit
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicatePolicy {
+    /// Rows matching an existing record are skipped (reported as duplicates).
+    #[default]
+    Skip,
+    /// The matching record is updated with the row's non-empty values.
+    Update,
+    /// Rows always create new records.
+    Create,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    #[serde(default)]
+    pub duplicate_policy: DuplicatePolicy,
+    /// Applied when a row has no value of its own.
+    #[serde(default)]
+    pub defaults: Map<String, Json>,
+    /// Run assignment rules on created records (applies once assignment rules exist).
+    #[serde(default)]
+    pub run_assignment: bool,
+}
+
+/// The column → field mapping of an import: `mapping[i]` is the field for column `i`.
+pub type Mapping = Vec<Option<String>>;
+
+/// Checks a mapping against the object: known, writable, each field at most once.
+pub fn check_mapping(
+    object: &ObjectDef,
+    custom: &[Field],
+    headers: &[String],
+    mapping: &Mapping,
+    options: &Options,
+) -> std::result::Result<(), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    if mapping.len() != headers.len() {
+        errors.push(FieldError::new("mapping", format!("has {} entries for {} columns", mapping.len(), headers.len())));
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, m) in mapping.iter().enumerate() {
+        let Some(name) = m.as_deref().filter(|n| !n.is_empty()) else { continue };
+        match object.field(name).or_else(|| custom.iter().find(|f| f.name == name)) {
+            Some(f) if !f.read_only => {
+                if seen.contains(&name) {
+                    errors.push(FieldError::new(format!("mapping[{i}]"), format!("{name} is mapped from two columns")));
+                }
+                seen.push(name);
+            }
+            _ => errors.push(FieldError::new(
+                format!("mapping[{i}]"),
+                format!("\"{}\" is not a writable field", name.chars().take(60).collect::<String>()),
+            )),
+        }
+    }
+    for k in options.defaults.keys() {
+        if object.field(k).is_none_or(|f| f.read_only) && !custom.iter().any(|f| &f.name == k) {
+            errors.push(FieldError::new(format!("defaults.{k}"), "is not a writable field"));
+        }
+    }
+    if seen.is_empty() {
+        errors.push(FieldError::new("mapping", "maps no column to a field"));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+fn cell_json(field: &Field, raw: &str) -> Json {
+    match &field.kind {
+        FieldKind::Integer { .. } | FieldKind::Percent => raw.parse::<i64>().map(Json::from).unwrap_or_else(|_| Json::String(raw.into())),
+        FieldKind::Decimal => {
+            raw.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Json::Number).unwrap_or_else(|| Json::String(raw.into()))
+        }
+        FieldKind::Boolean => match raw.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "y" | "1" => Json::Bool(true),
+            "false" | "no" | "n" | "0" => Json::Bool(false),
+            _ => Json::String(raw.into()),
+        },
+        FieldKind::Tags | FieldKind::MultiEnum { .. } => {
+            Json::Array(raw.split([',', ';']).map(|s| Json::String(s.trim().into())).filter(|s| s.as_str() != Some("")).collect())
+        }
+        FieldKind::Enum { options } => {
+            // Accept the label as well as the value ("Website form" or "website").
+            let n = norm(raw);
+            options
+                .iter()
+                .find(|o| norm(&o.value) == n || norm(&o.label) == n)
+                .map_or_else(|| Json::String(raw.into()), |o| Json::String(o.value.clone()))
+        }
+        FieldKind::DateTime => {
+            if raw.len() == 10 {
+                Json::String(format!("{raw}T00:00:00Z"))
+            } else {
+                Json::String(raw.replacen(' ', "T", 1))
+            }
+        }
+        _ => Json::String(raw.into()),
+    }
+}
+
+/// Turns one row into the JSON input of a record.
+pub fn row_input(object: &ObjectDef, custom: &[Field], mapping: &Mapping, options: &Options, row: &[String]) -> Map<String, Json> {
+    let mut out = Map::new();
+    for (i, m) in mapping.iter().enumerate() {
+        let Some(name) = m else { continue };
+        let raw = row.get(i).map(String::as_str).unwrap_or("");
+        if raw.is_empty() {
+            continue;
+        }
+        if let Some(f) = object.field(name).or_else(|| custom.iter().find(|f| &f.name == name)) {
+            out.insert(name.clone(), cell_json(f, raw));
+        }
+    }
+    for (k, v) in &options.defaults {
+        if !out.contains_key(k) && !v.is_null() {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// The key that identifies "the same record" for duplicate handling, per object.
+fn match_key(object: &ObjectDef, input: &Map<String, Json>) -> Option<(&'static str, String)> {
+    let text = |k: &str| input.get(k).and_then(Json::as_str).map(str::trim).filter(|s| !s.is_empty());
+    match object.name.as_str() {
+        "leads" | "contacts" => text("email").and_then(|e| corvid_core::validate::parse_email(e).ok()).map(|e| ("email", e.to_lowercase())),
+        "accounts" | "deals" => text("name").map(|n| ("name", n.to_lowercase())),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Import {
+    pub id: Uuid,
+    pub object: String,
+    pub state: String,
+    pub file_name: String,
+    pub kind: String,
+    pub encoding: String,
+    pub headers: Vec<String>,
+    pub mapping: Mapping,
+    pub options: Json,
+    pub rows_done: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub skipped: i64,
+    pub failed: i64,
+    pub error: Option<String>,
+    pub job_id: Option<Uuid>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+const COLS: &str = "id, object, state, file_name, kind, encoding, headers, mapping, options, rows_done, created_count, updated_count, skipped_count, failed_count, error, job_id, created_at, finished_at, file_path";
+const TYPES: &[SqlType] = &[
+    SqlType::Uuid,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Json,
+    SqlType::Json,
+    SqlType::Json,
+    SqlType::Int,
+    SqlType::Int,
+    SqlType::Int,
+    SqlType::Int,
+    SqlType::Int,
+    SqlType::Text,
+    SqlType::Uuid,
+    SqlType::Timestamp,
+    SqlType::Timestamp,
+    SqlType::Text,
+];
+
+fn from_row(r: crate::db::Row) -> (Import, String) {
+    let strings = |j: Option<Json>| -> Vec<String> {
+        j.and_then(|j| j.as_array().cloned()).unwrap_or_default().iter().map(|x| x.as_str().unwrap_or("").to_string()).collect()
+    };
+    let mapping: Mapping = r.json(7).and_then(|j| serde_json::from_value(j).ok()).unwrap_or_default();
+    (
+        Import {
+            id: r.uuid(0).unwrap_or_default(),
+            object: r.text(1).unwrap_or_default(),
+            state: r.text(2).unwrap_or_default(),
+            file_name: r.text(3).unwrap_or_default(),
+            kind: r.text(4).unwrap_or_default(),
+            encoding: r.text(5).unwrap_or_default(),
+            headers: strings(r.json(6)),
+            mapping,
+            options: r.json(8).unwrap_or(Json::Null),
+            rows_done: r.int(9).unwrap_or(0),
+            created: r.int(10).unwrap_or(0),
+            updated: r.int(11).unwrap_or(0),
+            skipped: r.int(12).unwrap_or(0),
+            failed: r.int(13).unwrap_or(0),
+            error: r.text(14),
+            job_id: r.uuid(15),
+            created_at: r.timestamp(16).map(|t| corvid_core::value::format_timestamp(&t)).unwrap_or_default(),
+            finished_at: r.timestamp(17).map(|t| corvid_core::value::format_timestamp(&t)),
+        },
+        r.text(18).unwrap_or_default(),
+    )
+}
+
+pub async fn get(db: &Db, company_id: Uuid, id: Uuid) -> Result<Import> {
+    Ok(get_with_path(db, company_id, id).await?.0)
+}
+
+async fn get_with_path(db: &Db, company_id: Uuid, id: Uuid) -> Result<(Import, String)> {
+    let q =
+        Q::new(format!("SELECT {COLS} FROM imports WHERE company_id = $1 AND id = $2")).bind(Value::Uuid(company_id)).bind(Value::Uuid(id));
+    db.fetch_one(&q, TYPES).await?.map(from_row).ok_or(StoreError::NotFound)
+}
+
+pub async fn list(db: &Db, company_id: Uuid, limit: usize) -> Result<Vec<Import>> {
+    let q = Q::new(format!("SELECT {COLS} FROM imports WHERE company_id = $1 ORDER BY created_at DESC LIMIT {}", limit.clamp(1, 200)))
+        .bind(Value::Uuid(company_id));
+    Ok(db.fetch(&q, TYPES).await?.into_iter().map(|r| from_row(r).0).collect())
+}
+
+pub struct NewImport<'a> {
+    pub object: &'a ObjectDef,
+    pub file_name: &'a str,
+    pub stored_path: &'a Path,
+    pub sniffed: &'a Sniffed,
+    pub mapping: &'a Mapping,
+    pub options: &'a Options,
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// Records an import. With an idempotency key already used in this company, returns the
+/// existing import instead (`true` in the second place) and the new upload is not needed.
+pub async fn create(db: &Db, t: &Tenant, n: NewImport<'_>) -> Result<(Import, bool)> {
+    if let Some(key) = n.idempotency_key {
+        let q = Q::new("SELECT id FROM imports WHERE company_id = $1 AND idempotency_key = $2")
+            .bind(Value::Uuid(t.company_id))
+            .bind(Value::Text(key.into()));
+        if let Some(id) = db.fetch_one(&q, &[SqlType::Uuid]).await?.and_then(|r| r.uuid(0)) {
+            return Ok((get(db, t.company_id, id).await?, true));
+        }
+    }
+    let id = new_id();
+    let now = now_micros();
+    let q = Q::new(
+        "INSERT INTO imports (id, company_id, object, state, file_name, file_path, kind, encoding, headers, mapping, options, idempotency_key, \
+         rows_done, created_count, updated_count, skipped_count, failed_count, created_by, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, 0, 0, 0, 0, 0, $12, $13, $13)",
+    )
+    .bind(Value::Uuid(id))
+    .bind(Value::Uuid(t.company_id))
+    .bind(Value::Text(n.object.name.clone()))
+    .bind(Value::Text(n.file_name.chars().take(255).collect()))
+    .bind(Value::Text(n.stored_path.to_string_lossy().into_owned()))
+    .bind(Value::Text(serde_json::to_value(n.sniffed.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()))
+    .bind(Value::Text(serde_json::to_value(n.sniffed.encoding).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()))
+    .bind(Value::Json(serde_json::json!(n.sniffed.headers)))
+    .bind(Value::Json(serde_json::json!(n.mapping)))
+    .bind(Value::Json(serde_json::to_value(n.options).unwrap_or(Json::Null)))
+    .bind(n.idempotency_key.map_or(Value::Null(SqlType::Text), |k| Value::Text(k.into())))
+    .bind(Value::Uuid(t.user_id))
+    .bind(Value::Timestamp(now));
+    match db.execute(&q).await {
+        Ok(_) => Ok((get(db, t.company_id, id).await?, false)),
+        Err(e) if e.is_unique_violation() => {
+            let key = n.idempotency_key.unwrap_or("");
+            let q = Q::new("SELECT id FROM imports WHERE company_id = $1 AND idempotency_key = $2")
+                .bind(Value::Uuid(t.company_id))
+                .bind(Value::Text(key.into()));
+            let id = db.fetch_one(&q, &[SqlType::Uuid]).await?.and_then(|r| r.uuid(0)).ok_or(StoreError::NotFound)?;
+            Ok((get(db, t.company_id, id).await?, true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn set_job(db: &Db, company_id: Uuid, id: Uuid, job_id: Uuid) -> Result<()> {
+    db.execute(
+        &Q::new("UPDATE imports SET job_id = $1 WHERE company_id = $2 AND id = $3")
+            .bind(Value::Uuid(job_id))
+            .bind(Value::Uuid(company_id))
+            .bind(Value::Uuid(id)),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Failed rows of an import: (row number in the file, field, reason).
+pub async fn errors(db: &Db, company_id: Uuid, id: Uuid, limit: usize) -> Result<Vec<(i64, String, String, Json)>> {
+    let q = Q::new(format!(
+        "SELECT e.row_number, e.field, e.reason, e.raw FROM import_errors e JOIN imports i ON i.id = e.import_id \
+         WHERE i.company_id = $1 AND e.import_id = $2 ORDER BY e.row_number, e.field LIMIT {}",
+        limit.clamp(1, 1_000_000)
+    ))
+    .bind(Value::Uuid(company_id))
+    .bind(Value::Uuid(id));
+    Ok(db
+        .fetch(&q, &[SqlType::Int, SqlType::Text, SqlType::Text, SqlType::Json])
+        .await?
+        .into_iter()
+        .map(|r| (r.int(0).unwrap_or(0), r.text(1).unwrap_or_default(), r.text(2).unwrap_or_default(), r.json(3).unwrap_or(Json::Null)))
+        .collect())
+}
+
+/// Progress callback: rows committed so far.
+pub type OnProgress<'a> = &'a (dyn Fn(i64) + Send + Sync);
+
+/// Runs (or resumes) an import to the end. Safe to call again after a crash: rows before
+/// `rows_done` were committed with their batch and are skipped.
+pub async fn run(db: &Db, t: &Tenant, id: Uuid, on_progress: OnProgress<'_>) -> Result<Import> {
+    let (imp, path) = get_with_path(db, t.company_id, id).await?;
+    if matches!(imp.state.as_str(), "succeeded" | "failed" | "cancelled") {
+        return Ok(imp);
+    }
+    let object = corvid_core::object(&imp.object).ok_or(StoreError::NotFound)?;
+    let records = t.records(db, object);
+    let custom = records.custom_fields().await?;
+    let options: Options = serde_json::from_value(imp.options.clone()).unwrap_or_default();
+    set_state(db, t.company_id, id, "running", None).await?;
+    let file_path = PathBuf::from(&path);
+    let name = imp.file_name.clone();
+    let opened = tokio::task::spawn_blocking(move || open(&file_path, &name))
+        .await
+        .map_err(|_| StoreError::Config("import reader stopped".into()))?;
+    let mut source = match opened {
+        Ok(s) => s,
+        Err(e) => {
+            set_state(db, t.company_id, id, "failed", Some(&e.to_string())).await?;
+            return get(db, t.company_id, id).await;
+        }
+    };
+    let mut row_no: i64 = 0;
+    let mut batch: Vec<(i64, Vec<String>)> = Vec::with_capacity(BATCH);
+    let mut seen: HashMap<String, Uuid> = HashMap::new();
+    let mut done = imp.rows_done;
+    loop {
+        // Reading is CPU work on a blocking file handle; batches are small enough to read inline.
+        let next = source.rows().next();
+        let finished = next.is_none();
+        match next {
+            Some(Ok(cells)) => {
+                row_no += 1;
+                if row_no > imp.rows_done && !cells.iter().all(String::is_empty) {
+                    batch.push((row_no, cells));
+                }
+            }
+            Some(Err(e)) => {
+                // Rows already committed stay; the import stops with the reason.
+                if !batch.is_empty() {
+                    commit_batch(db, t, object, &custom, &imp.mapping, &options, id, &mut batch, &mut seen).await?;
+                }
+                set_state(db, t.company_id, id, "failed", Some(&e.to_string())).await?;
+                return get(db, t.company_id, id).await;
+            }
+            None => {}
+        }
+        if batch.len() >= BATCH || (finished && !batch.is_empty()) {
+            done = commit_batch(db, t, object, &custom, &imp.mapping, &options, id, &mut batch, &mut seen).await?;
+            on_progress(done);
+        }
+        if finished {
+            break;
+        }
+    }
+    tracing::info!(import = %id, rows = done, "import finished");
+    set_state(db, t.company_id, id, "succeeded", None).await?;
+    get(db, t.company_id, id).await
+}
+
+async fn set_state(db: &Db, company_id: Uuid, id: Uuid, state: &str, error: Option<&str>) -> Result<()> {
+    let finished = matches!(state, "succeeded" | "failed" | "cancelled");
+    db.execute(
+        &Q::new("UPDATE imports SET state = $1, error = $2, updated_at = $3, finished_at = $4 WHERE company_id = $5 AND id = $6")
+            .bind(Value::Text(state.into()))
+            .bind(error.map_or(Value::Null(SqlType::Text), |e| Value::Text(e.chars().take(1000).collect())))
+            .bind(Value::Timestamp(now_micros()))
+            .bind(if finished { Value::Timestamp(now_micros()) } else { Value::Null(SqlType::Timestamp) })
+            .bind(Value::Uuid(company_id))
+            .bind(Value::Uuid(id)),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Applies one batch and records its outcome and the progress in one transaction.
+#[allow(clippy::too_many_arguments)]
+async fn commit_batch(
+    db: &Db,
+    t: &Tenant,
+    object: &'static ObjectDef,
+    custom: &[Field],
+    mapping: &Mapping,
+    options: &Options,
+    id: Uuid,
+    batch: &mut Vec<(i64, Vec<String>)>,
+    seen: &mut HashMap<String, Uuid>,
+) -> Result<i64> {
+    let records = t.records(db, object);
+    let mut tx = db.begin().await?;
+    let (mut created, mut updated, mut skipped, mut failed) = (0i64, 0i64, 0i64, 0i64);
+    let last_row = batch.last().map_or(0, |(n, _)| *n);
+    for (row_no, cells) in batch.drain(..) {
+        let input = row_input(object, custom, mapping, options, &cells);
+        let key = match_key(object, &input);
+        let existing = match (&key, options.duplicate_policy) {
+            (Some((col, value)), DuplicatePolicy::Skip | DuplicatePolicy::Update) => match seen.get(value) {
+                Some(id) => Some(*id),
+                None => {
+                    let q = Q::new(format!(
+                        "SELECT id FROM {} WHERE company_id = $1 AND deleted_at IS NULL AND lower({col}) = $2 LIMIT 1",
+                        object.name
+                    ))
+                    .bind(Value::Uuid(t.company_id))
+                    .bind(Value::Text(value.clone()));
+                    tx.fetch_one(&q, &[SqlType::Uuid]).await?.and_then(|r| r.uuid(0))
+                }
+            },
+            _ => None,
+        };
+        let outcome = match (existing, options.duplicate_policy) {
+            (Some(_), DuplicatePolicy::Skip) => {
+                skipped += 1;
+                continue;
+            }
+            (Some(rec_id), DuplicatePolicy::Update) => records.update_in(&mut tx, custom, rec_id, &input).await.map(|r| (r.id, false)),
+            _ => records.create_in(&mut tx, custom, &input).await.map(|r| (r.id, true)),
+        };
+        match outcome {
+            Ok((rec_id, is_new)) => {
+                if is_new {
+                    created += 1;
+                } else {
+                    updated += 1;
+                }
+                if let Some((_, value)) = key {
+                    seen.insert(value, rec_id);
+                }
+            }
+            Err(StoreError::Invalid(errs)) => {
+                failed += 1;
+                let raw = Json::Array(cells.iter().map(|c| Json::String(c.clone())).collect());
+                for e in errs {
+                    tx.execute(
+                        &Q::new("INSERT INTO import_errors (import_id, row_number, field, reason, raw) VALUES ($1, $2, $3, $4, $5)")
+                            .bind(Value::Uuid(id))
+                            // The spreadsheet row: the header is row 1.
+                            .bind(Value::Int(row_no + 1))
+                            .bind(Value::Text(e.field))
+                            .bind(Value::Text(e.reason))
+                            .bind(Value::Json(raw.clone())),
+                    )
+                    .await?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let row = tx
+        .fetch_one(
+            &Q::new(
+                "UPDATE imports SET rows_done = $1, created_count = created_count + $2, updated_count = updated_count + $3, \
+                 skipped_count = skipped_count + $4, failed_count = failed_count + $5, updated_at = $6 WHERE company_id = $7 AND id = $8 RETURNING rows_done",
+            )
+            .bind(Value::Int(last_row))
+            .bind(Value::Int(created))
+            .bind(Value::Int(updated))
+            .bind(Value::Int(skipped))
+            .bind(Value::Int(failed))
+            .bind(Value::Timestamp(now_micros()))
+            .bind(Value::Uuid(t.company_id))
+            .bind(Value::Uuid(id)),
+            &[SqlType::Int],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(row.and_then(|r| r.int(0)).unwrap_or(last_row))
+}
+
+/// A dry run: the header, the suggested (or given) mapping and the first rows with
+/// per-cell validation, without writing anything.
+#[derive(Debug, Serialize)]
+pub struct Preview {
+    pub sniffed: Sniffed,
+    pub mapping: Mapping,
+    pub rows: Vec<PreviewRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PreviewRow {
+    pub row_number: i64,
+    pub cells: Vec<String>,
+    pub errors: Vec<FieldError>,
+}
+
+pub fn preview(
+    object: &ObjectDef,
+    custom: &[Field],
+    calling_code: &str,
+    source: &mut Source,
+    mapping: Option<Mapping>,
+    options: &Options,
+    n: usize,
+) -> Preview {
+    let mapping = mapping.unwrap_or_else(|| suggest_mapping(object, custom, &source.sniffed.headers));
+    let validator = corvid_core::validate::Validator { object, custom_fields: custom, default_calling_code: calling_code };
+    let mut rows = Vec::new();
+    let mut row_no = 0;
+    while rows.len() < n {
+        let Some(next) = source.rows().next() else { break };
+        row_no += 1;
+        match next {
+            Ok(cells) => {
+                let input = row_input(object, custom, &mapping, options, &cells);
+                let errors = match validator.validate(&input, corvid_core::validate::Mode::Create) {
+                    Ok(_) => Vec::new(),
+                    Err(e) => e,
+                };
+                rows.push(PreviewRow { row_number: row_no, cells, errors });
+            }
+            Err(e) => {
+                rows.push(PreviewRow { row_number: row_no, cells: Vec::new(), errors: vec![FieldError::new("file", e.to_string())] });
+                break;
+            }
+        }
+    }
+    Preview { sniffed: source.sniffed.clone(), mapping, rows }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().expect("tmp");
+        std::io::Write::write_all(&mut f, bytes).expect("write");
+        f
+    }
+
+    fn rows(src: &mut Source) -> Vec<Vec<String>> {
+        src.rows().map(|r| r.expect("row")).collect()
+    }
+
+    #[test]
+    fn reads_utf8_bom_latin1_quotes_and_ragged_rows() {
+        let f =
+            write("\u{feff}First Name,Last Name,Email\n\"Zoë\",\"O'Brien, Jr\",z@x.io\nA,\"multi\nline\"\nB,C,d@x.io,extra\n".as_bytes());
+        let mut s = open(f.path(), "x.csv").expect("open");
+        assert_eq!(s.sniffed.headers, vec!["First Name", "Last Name", "Email"]);
+        assert_eq!(s.sniffed.encoding, Encoding::Utf8);
+        let r = rows(&mut s);
+        assert_eq!(r[0], vec!["Zoë", "O'Brien, Jr", "z@x.io"]);
+        assert_eq!(r[1], vec!["A", "multi\nline", ""]);
+        assert_eq!(r[2], vec!["B", "C", "d@x.io"]);
+        let f = write(b"name,city\nJos\xe9,M\xfcnchen\n");
+        let mut s = open(f.path(), "x.csv").expect("open");
+        assert_eq!(s.sniffed.encoding, Encoding::Windows1252);
+        assert_eq!(rows(&mut s)[0], vec!["José", "München"]);
+        let f = write(b"a;b;c\n1;2;3\n");
+        let mut s = open(f.path(), "x.csv").expect("open");
+        assert_eq!(rows(&mut s)[0], vec!["1", "2", "3"]);
+    }
+
+    #[test]
+    fn refuses_bad_files() {
+        assert_eq!(open(write(b"").path(), "x.csv").err(), Some(FileError::Empty));
+        assert_eq!(open(write(b"\x00\x01\x02\x03garbage\x00\xff\xfe").path(), "x.csv").err(), Some(FileError::Binary));
+        let wide = (0..10_000).map(|i| format!("c{i}")).collect::<Vec<_>>().join(",");
+        assert_eq!(open(write(wide.as_bytes()).path(), "x.csv").err(), Some(FileError::TooManyColumns(10_000)));
+        assert_eq!(open(write(b"\n\n  \n").path(), "x.csv").err(), Some(FileError::NoHeader));
+        assert!(matches!(open(write(b"not a zip").path(), "x.xlsx").err(), Some(FileError::BadXlsx(_))));
+    }
+
+    #[test]
+    fn refuses_zip_bombs() {
+        // A small zip whose entry expands far beyond the allowed ratio.
+        let f = tempfile::NamedTempFile::new().expect("tmp");
+        {
+            let mut zip = zip::ZipWriter::new(std::fs::File::create(f.path()).expect("create"));
+            let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+            zip.start_file("xl/worksheets/sheet1.xml", opts).expect("entry");
+            let zeros = vec![0u8; 1024 * 1024];
+            for _ in 0..120 {
+                std::io::Write::write_all(&mut zip, &zeros).expect("write");
+            }
+            zip.finish().expect("finish");
+        }
+        assert_eq!(open(f.path(), "bomb.xlsx").err(), Some(FileError::ZipBomb));
+    }
+
+    #[test]
+    fn suggests_mapping_from_names_labels_and_aliases() {
+        let leads = corvid_core::object("leads").expect("leads");
+        let headers: Vec<String> =
+            ["First Name", "Surname", "E-mail", "Mobile", "Company", "Lead Source", "Shoe size"].iter().map(|s| s.to_string()).collect();
+        let m = suggest_mapping(leads, &[], &headers);
+        assert_eq!(
+            m,
+            vec![
+                Some("first_name".into()),
+                Some("last_name".into()),
+                Some("email".into()),
+                Some("phone".into()),
+                Some("company_name".into()),
+                Some("source".into()),
+                None
+            ]
+        );
+    }
+}
