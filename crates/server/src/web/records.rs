@@ -972,6 +972,41 @@ pub async fn delete_view(State(st): State<AppState>, page: Page, p: crate::extra
     Ok(redirect(&headers, &format!("{}/{}", page.ctx.base(), object.name)))
 }
 
+/// Creates an activity or task from a record page: only the `allowed` form fields are taken,
+/// `link` adds the fields that tie it to the record, and the page shows the outcome.
+#[allow(clippy::too_many_arguments)] // the two callers differ only in these values
+async fn create_from_record(
+    st: &AppState,
+    page: &Page,
+    p: &crate::extract::Params,
+    headers: &HeaderMap,
+    form: &Pairs,
+    target: &str,
+    allowed: &[&str],
+    link: fn(&ObjectDef, Uuid) -> Vec<(String, String)>,
+    done: &str,
+    not_done: &str,
+) -> WebResult<Response> {
+    let object = object_of(p)?;
+    let id = id_of(p)?;
+    page.tenant.records(&st.db, object).get(id).await?;
+    let def = corvid_core::object(target).ok_or_else(WebError::not_found)?;
+    let tz = tz_of(st, page.tenant.company_id).await?;
+    let mut input = form_json(def, &[], form, tz, None);
+    input.retain(|k, _| allowed.contains(&k.as_str()));
+    for (k, v) in link(object, id) {
+        input.insert(k, Json::String(v));
+    }
+    let msg = match page.tenant.records(&st.db, def).create(&input, None).await {
+        Ok(_) => done.to_string(),
+        Err(StoreError::Invalid(errs)) => {
+            format!("{not_done}: {}", errs.iter().map(|e| format!("{} {}", e.field, e.reason)).collect::<Vec<_>>().join("; "))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(redirect(headers, &format!("{}/{}/{id}?notice={}", page.ctx.base(), object.name, urlencode(&msg))))
+}
+
 /// Logs a call, meeting, note (…) against the record.
 pub async fn log_activity(
     State(st): State<AppState>,
@@ -980,25 +1015,12 @@ pub async fn log_activity(
     headers: HeaderMap,
     Form(form): Form<Pairs>,
 ) -> WebResult<Response> {
-    let object = object_of(&p)?;
-    let id = id_of(&p)?;
-    page.tenant.records(&st.db, object).get(id).await?;
-    let acts = corvid_core::object("activities").ok_or_else(WebError::not_found)?;
-    let tz = tz_of(&st, page.tenant.company_id).await?;
-    let mut input = form_json(acts, &[], &form, tz, None);
-    input.retain(|k, _| matches!(k.as_str(), "activity_type" | "title" | "description" | "outcome" | "duration_minutes" | "activity_date"));
-    input.insert(format!("{}_id", object.singular), Json::String(id.to_string()));
-    let href = format!("{}/{}/{id}", page.ctx.base(), object.name);
-    let msg = match page.tenant.records(&st.db, acts).create(&input, None).await {
-        Ok(_) => "Activity logged.".to_string(),
-        Err(StoreError::Invalid(errs)) => {
-            format!("Not logged: {}", errs.iter().map(|e| format!("{} {}", e.field, e.reason)).collect::<Vec<_>>().join("; "))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    Ok(redirect(&headers, &format!("{href}?notice={}", urlencode(&msg))))
+    let allowed = ["activity_type", "title", "description", "outcome", "duration_minutes", "activity_date"];
+    let link = |o: &ObjectDef, id: Uuid| vec![(format!("{}_id", o.singular), id.to_string())];
+    create_from_record(&st, &page, &p, &headers, &form, "activities", &allowed, link, "Activity logged.", "Not logged").await
 }
 
+/// Adds a task related to the record.
 pub async fn add_task(
     State(st): State<AppState>,
     page: Page,
@@ -1006,26 +1028,15 @@ pub async fn add_task(
     headers: HeaderMap,
     Form(form): Form<Pairs>,
 ) -> WebResult<Response> {
-    let object = object_of(&p)?;
-    let id = id_of(&p)?;
-    page.tenant.records(&st.db, object).get(id).await?;
-    let tasks = corvid_core::object("tasks").ok_or_else(WebError::not_found)?;
-    let tz = tz_of(&st, page.tenant.company_id).await?;
-    let mut input = form_json(tasks, &[], &form, tz, None);
-    input.retain(|k, _| matches!(k.as_str(), "title" | "description" | "due_at" | "priority" | "assignee_id"));
-    if object.name != "tasks" && object.name != "activities" {
-        input.insert("related_object".into(), Json::String(object.name.clone()));
-        input.insert("related_id".into(), Json::String(id.to_string()));
-    }
-    let href = format!("{}/{}/{id}", page.ctx.base(), object.name);
-    let msg = match page.tenant.records(&st.db, tasks).create(&input, None).await {
-        Ok(_) => "Task created.".to_string(),
-        Err(StoreError::Invalid(errs)) => {
-            format!("No task created: {}", errs.iter().map(|e| format!("{} {}", e.field, e.reason)).collect::<Vec<_>>().join("; "))
+    let allowed = ["title", "description", "due_at", "priority", "assignee_id"];
+    let link = |o: &ObjectDef, id: Uuid| {
+        if matches!(o.name.as_str(), "tasks" | "activities") {
+            Vec::new()
+        } else {
+            vec![("related_object".to_string(), o.name.clone()), ("related_id".to_string(), id.to_string())]
         }
-        Err(e) => return Err(e.into()),
     };
-    Ok(redirect(&headers, &format!("{href}?notice={}", urlencode(&msg))))
+    create_from_record(&st, &page, &p, &headers, &form, "tasks", &allowed, link, "Task created.", "No task created").await
 }
 
 /// Downloads the current list view (filters, search, sort and chosen columns) as CSV or XLSX.
