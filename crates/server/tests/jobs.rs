@@ -134,52 +134,18 @@ async fn panics(_ctx: JobContext) -> JobResult {
     panic!("handler bug")
 }
 
-struct Browser {
-    cookie: String,
-    csrf: String,
-}
+type Browser = WebSession;
 
 async fn sign_in(app: &TestApp, email: &str) -> Browser {
-    let body = serde_urlencoded::to_string([("email", email), ("password", PASSWORD)]).expect("form");
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri("/login")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Body::from(body))
-        .expect("req");
-    let r = app.raw(req).await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{r:?}");
-    let set = r.headers.get("set-cookie").and_then(|v| v.to_str().ok()).expect("cookie").to_string();
-    let cookie = set.split(';').next().expect("pair").to_string();
-    let mut b = Browser { cookie, csrf: String::new() };
-    b.csrf = csrf_of(&page(app, &b, "/profile").await.text);
-    b
-}
-
-fn csrf_of(html: &str) -> String {
-    let marker = "name=\"_csrf\" value=\"";
-    let start = html.find(marker).map(|i| i + marker.len()).expect("csrf token in page");
-    html[start..].split('"').next().expect("token").to_string()
+    app.web_sign_in(email).await
 }
 
 async fn page(app: &TestApp, b: &Browser, path: &str) -> Resp {
-    app.raw(Request::builder().uri(path).header("cookie", &b.cookie).body(Body::empty()).expect("req")).await
+    app.web_get(b, path, &[]).await
 }
 
 async fn post_form(app: &TestApp, b: &Browser, path: &str, fields: &[(&str, &str)], csrf: bool) -> Resp {
-    let mut pairs: Vec<(&str, &str)> = fields.to_vec();
-    if csrf {
-        pairs.push(("_csrf", &b.csrf));
-    }
-    let body = serde_urlencoded::to_string(&pairs).expect("form");
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .header("cookie", &b.cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Body::from(body))
-        .expect("req");
-    app.raw(req).await
+    app.web_post(b, path, fields, csrf).await
 }
 
 /// Pages must not carry inline script or style (the CSP would block them).

@@ -8,28 +8,10 @@ use axum::http::{Method, Request, StatusCode};
 use common::*;
 use serde_json::json;
 
-struct Browser {
-    cookie: String,
-    csrf: String,
-}
+type Browser = WebSession;
 
 async fn sign_in(app: &TestApp, email: &str) -> Browser {
-    let body = serde_urlencoded::to_string([("email", email), ("password", PASSWORD), ("next", "/")]).expect("form");
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri("/login")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Body::from(body))
-        .expect("req");
-    let r = app.raw(req).await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{r:?}");
-    let set = r.headers.get("set-cookie").and_then(|v| v.to_str().ok()).expect("cookie").to_string();
-    assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax"), "{set}");
-    let cookie = set.split(';').next().expect("pair").to_string();
-    let mut b = Browser { cookie, csrf: String::new() };
-    let page = get(app, &b, "/profile").await;
-    b.csrf = csrf_of(&page.text);
-    b
+    app.web_sign_in(email).await
 }
 
 /// The XSS payload appears only as escaped text (askama writes `<` as `&#60;`).
@@ -37,31 +19,12 @@ fn escaped(html: &str) -> bool {
     html.contains("&#60;script&#62;alert(1)") || html.contains("&lt;script&gt;alert(1)")
 }
 
-fn csrf_of(html: &str) -> String {
-    let marker = "name=\"_csrf\" value=\"";
-    let start = html.find(marker).map(|i| i + marker.len()).expect("csrf token in page");
-    html[start..].split('"').next().expect("token").to_string()
-}
-
 async fn get(app: &TestApp, b: &Browser, path: &str) -> Resp {
-    let req = Request::builder().uri(path).header("cookie", &b.cookie).body(Body::empty()).expect("req");
-    app.raw(req).await
+    app.web_get(b, path, &[]).await
 }
 
 async fn post_form(app: &TestApp, b: &Browser, path: &str, fields: &[(&str, &str)], with_csrf: bool) -> Resp {
-    let mut pairs: Vec<(&str, &str)> = fields.to_vec();
-    if with_csrf {
-        pairs.push(("_csrf", &b.csrf));
-    }
-    let body = serde_urlencoded::to_string(&pairs).expect("form");
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .header("cookie", &b.cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Body::from(body))
-        .expect("req");
-    app.raw(req).await
+    app.web_post(b, path, fields, with_csrf).await
 }
 
 #[tokio::test]

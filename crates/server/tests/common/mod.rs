@@ -196,3 +196,61 @@ pub fn is_problem(r: &Resp) -> bool {
     r.headers.get("content-type").and_then(|v| v.to_str().ok()) == Some("application/problem+json")
         && r.body["status"].as_u64() == Some(r.status.as_u16() as u64)
 }
+
+/// A browser-like session for handler tests of the web app: the session cookie and the
+/// CSRF token the pages carry.
+pub struct WebSession {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+pub fn csrf_of(html: &str) -> String {
+    let marker = "name=\"_csrf\" value=\"";
+    let start = html.find(marker).map(|i| i + marker.len()).expect("csrf token in page");
+    html[start..].split('"').next().expect("token").to_string()
+}
+
+impl TestApp {
+    /// Signs in through the form, as a browser would, and picks up the CSRF token.
+    pub async fn web_sign_in(&self, email: &str) -> WebSession {
+        let body = serde_urlencoded::to_string([("email", email), ("password", PASSWORD)]).expect("form");
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .expect("req");
+        let r = self.raw(req).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{r:?}");
+        let set = r.headers.get("set-cookie").and_then(|v| v.to_str().ok()).expect("cookie").to_string();
+        assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax"), "{set}");
+        let mut b = WebSession { cookie: set.split(';').next().expect("pair").to_string(), csrf: String::new() };
+        b.csrf = csrf_of(&self.web_get(&b, "/profile", &[]).await.text);
+        b
+    }
+
+    pub async fn web_get(&self, b: &WebSession, path: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut req = Request::builder().uri(path).header("cookie", &b.cookie);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.raw(req.body(Body::empty()).expect("req")).await
+    }
+
+    /// Posts a form; `with_csrf` adds the session's token.
+    pub async fn web_post(&self, b: &WebSession, path: &str, fields: &[(&str, &str)], with_csrf: bool) -> Resp {
+        let mut pairs: Vec<(&str, &str)> = fields.to_vec();
+        if with_csrf {
+            pairs.push(("_csrf", &b.csrf));
+        }
+        let body = serde_urlencoded::to_string(&pairs).expect("form");
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("cookie", &b.cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .expect("req");
+        self.raw(req).await
+    }
+}
