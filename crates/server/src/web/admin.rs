@@ -823,14 +823,9 @@ pub async fn pipeline_move(State(st): State<AppState>, page: Page, headers: Head
         Err(StoreError::Forbidden(_)) => {
             Ok(fail(StatusCode::FORBIDDEN, "Your role can view the pipeline but not move deals.".into(), None))
         }
-        Err(StoreError::Invalid(errs)) => Ok(fail(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!(
-                "The deal could not be moved: {}",
-                errs.iter().map(|e| format!("{} {}", e.field, e.reason)).collect::<Vec<_>>().join("; ")
-            ),
-            None,
-        )),
+        Err(StoreError::Invalid(errs)) => {
+            Ok(fail(StatusCode::UNPROCESSABLE_ENTITY, format!("The deal could not be moved: {}", super::field_errors(&errs)), None))
+        }
         Err(e) => Err(e.into()),
     }
 }

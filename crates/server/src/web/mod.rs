@@ -128,7 +128,7 @@ impl From<ApiError> for WebError {
                 "Something went wrong on our side. Please try again; if it keeps happening, quote the request id below.".into()
             }
             ApiError::TooManyRequests { retry_after } => format!("Too many attempts. Try again in {retry_after} seconds."),
-            ApiError::Invalid(errs) => errs.iter().map(|x| format!("{} {}", x.field, x.reason)).collect::<Vec<_>>().join("; "),
+            ApiError::Invalid(errs) => field_errors(errs),
             ApiError::Conflict(d) | ApiError::BadRequest(d, _) | ApiError::Unauthorized(d) => d.clone(),
             other => format!("{other:?}"),
         };
@@ -150,6 +150,11 @@ impl From<askama::Error> for WebError {
 }
 
 pub type WebResult<T> = Result<T, WebError>;
+
+/// Validation errors as one sentence for a notice ("email is not valid; phone …").
+pub fn field_errors(errs: &[corvid_core::FieldError]) -> String {
+    errs.iter().map(|e| format!("{} {}", e.field, e.reason)).collect::<Vec<_>>().join("; ")
+}
 
 pub fn render<T: Template>(t: &T) -> WebResult<Response> {
     Ok(Html(t.render()?).into_response())

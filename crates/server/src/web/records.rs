@@ -219,9 +219,7 @@ pub async fn list(
     }
     let (recs, next, error) = match records.list(&lq).await {
         Ok((recs, next, _)) => (recs, next, String::new()),
-        Err(StoreError::Invalid(errs)) => {
-            (Vec::new(), None, errs.iter().map(|e| format!("{} {}", e.field, e.reason)).collect::<Vec<_>>().join("; "))
-        }
+        Err(StoreError::Invalid(errs)) => (Vec::new(), None, super::field_errors(&errs)),
         Err(e) => return Err(e.into()),
     };
     let base = page.ctx.base();
@@ -927,7 +925,7 @@ pub async fn bulk(
     let msg = match page.tenant.records(&st.db, object).bulk(&req).await {
         Ok(_) => format!("Updated {n} {}.", object.label_plural.to_lowercase()),
         Err(StoreError::Invalid(errs)) => {
-            format!("Nothing was changed: {}", errs.iter().map(|e| format!("{} {}", e.field, e.reason)).collect::<Vec<_>>().join("; "))
+            format!("Nothing was changed: {}", super::field_errors(&errs))
         }
         Err(e) => return Err(e.into()),
     };
@@ -1000,7 +998,7 @@ async fn create_from_record(
     let msg = match page.tenant.records(&st.db, def).create(&input, None).await {
         Ok(_) => done.to_string(),
         Err(StoreError::Invalid(errs)) => {
-            format!("{not_done}: {}", errs.iter().map(|e| format!("{} {}", e.field, e.reason)).collect::<Vec<_>>().join("; "))
+            format!("{not_done}: {}", super::field_errors(&errs))
         }
         Err(e) => return Err(e.into()),
     };
