@@ -6,6 +6,9 @@ use clap::{Parser, Subcommand};
 use corvid_store::{audit, companies, migrate, Db};
 use std::net::SocketAddr;
 
+mod bench;
+mod transfer;
+
 const DEFAULT_DB: &str = "sqlite://corvid-data/corvid.db";
 
 #[derive(Parser)]
@@ -21,6 +24,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Apply migrations and serve HTTP.
+    ///
+    /// Security settings come from the environment: CORVID_ALLOWED_HOSTS, CORVID_CORS_ORIGINS,
+    /// CORVID_RATE_LIMIT_PER_MIN (per client address, default 2400), CORVID_RATE_LIMIT_USER_PER_MIN
+    /// (per signed-in caller, default 1200), CORVID_RATE_LIMIT_AUTH_PER_MIN (password reset and
+    /// second sign-in step per address, default 30; 0 turns a limit off), CORVID_SMTP_URL
+    /// (smtp://user:pass@host:port), CORVID_MAIL_FROM, CORVID_PUBLIC_URL (base of links in mail),
+    /// CORVID_JWT_PREVIOUS_SECRET, CORVID_LOG_RETENTION_DAYS (default 14), CORVID_LOG_MAX_ROWS.
     Serve {
         /// Address to listen on.
         #[arg(long, env = "CORVID_BIND", default_value = "127.0.0.1:8080")]
@@ -49,10 +59,41 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Import a CSV or XLSX file through the import engine (validation, duplicates, batches
+    /// that resume when the same command is run again after an interruption).
+    Import(transfer::ImportArgs),
+    /// Export a company's records (with list filters) as CSV or XLSX.
+    Export(transfer::ExportArgs),
+    /// Measure import, list/search, HTTP create and duplicate-check speed on synthetic data
+    /// (a fresh temporary SQLite database unless --database-url is given).
+    Bench {
+        /// Leads to generate and import.
+        #[arg(long, default_value_t = 1_000_000)]
+        leads: usize,
+        /// Seed of the synthetic data (same seed, same rows).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Concurrent HTTP clients for the create measurement.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// Leads created through HTTP.
+        #[arg(long, default_value_t = 6400)]
+        creates: usize,
+        /// List and search requests (each).
+        #[arg(long, default_value_t = 400)]
+        queries: usize,
+    },
 }
 
 #[derive(Subcommand)]
 enum AdminCommand {
+    /// Make a new access-token signing key; the current one stays valid for tokens already
+    /// issued. Running servers pick the new key up within a minute. (Not for a key given by
+    /// CORVID_JWT_SECRET: rotate that by moving it to CORVID_JWT_PREVIOUS_SECRET.)
+    RotateJwtKey,
     /// Create a company and its first Admin (the user is created if the email is new).
     CreateCompany {
         #[arg(long)]
@@ -116,21 +157,55 @@ fn print_demo(summary: &corvid_store::demo::DemoSummary, url: Option<&str>) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CORVID_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn")),
-        )
-        .with_target(false)
-        .init();
+    // The console shows what CORVID_LOG selects; the system log (in the database, for Admins)
+    // keeps its own selection, so each layer has its own filter.
     let cli = Cli::parse();
+    {
+        use tracing_subscriber::prelude::*;
+        // The benchmark prints its own table; only warnings belong beside it.
+        let default_filter = if matches!(cli.command, Command::Bench { .. }) { "warn" } else { "info,sqlx=warn,tower_http=warn" };
+        let console =
+            tracing_subscriber::EnvFilter::try_from_env("CORVID_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().with_target(false).with_filter(console))
+            .with(corvid_server::syslog::layer())
+            .init();
+    }
+    let explicit_db = std::env::args().any(|a| a.starts_with("--database-url")) || std::env::var_os("CORVID_DATABASE_URL").is_some();
     match cli.command {
+        Command::Import(args) => {
+            let db = open(&cli.database_url).await?;
+            let imp = transfer::import(&db, &args, &mut std::io::stderr()).await?;
+            transfer::print_summary(&db, args.company, &imp, &mut std::io::stdout()).await?;
+            if imp.state != "succeeded" {
+                bail!("the import did not finish: {}", imp.error.unwrap_or_else(|| imp.state.clone()));
+            }
+        }
+        Command::Export(args) => {
+            let db = open(&cli.database_url).await?;
+            let bytes = transfer::export(&db, &args).await?;
+            if let Some(out) = args.out.as_ref().filter(|p| p.as_os_str() != "-") {
+                eprintln!("Wrote {} ({bytes} bytes).", out.display());
+            }
+        }
+        Command::Bench { leads, seed, json, clients, creates, queries } => {
+            let database_url = explicit_db.then(|| cli.database_url.clone());
+            let report = bench::run(bench::Args { database_url, leads, seed, json, clients, creates, queries }).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                bench::print_table(&report);
+            }
+        }
         Command::Serve { bind, demo, jwt_secret, workers } => {
             let db = open(&cli.database_url).await?;
             let summary = if demo { Some(corvid_store::demo::seed(&db, 42).await.context("demo data")?) } else { None };
-            let state = corvid_server::AppState::new(db.clone(), jwt_secret).await?;
+            let settings = corvid_server::edge::Settings::from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
+            let mut state = corvid_server::AppState::new(db.clone(), jwt_secret.clone()).await?;
             let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
             let url = format!("http://{}", listener.local_addr()?);
+            settings.apply(&mut state, jwt_secret.as_deref(), &url, demo);
+            corvid_server::syslog::set_default(state.syslog.clone());
             tracing::info!(%url, database = %redact(&cli.database_url), "serving");
             match &summary {
                 Some(s) => print_demo(s, Some(&url)),
@@ -152,6 +227,14 @@ async fn main() -> anyhow::Result<()> {
             let db = open(&cli.database_url).await?;
             let s = corvid_store::demo::seed(&db, 42).await?;
             print_demo(&s, None);
+        }
+        Command::Admin { command: AdminCommand::RotateJwtKey } => {
+            let db = open(&cli.database_url).await?;
+            let keys = corvid_server::jwt::Keys::stored(&db).await?;
+            let old = keys.current_kid();
+            corvid_store::auth::rotate_jwt_secret(&db, &corvid_server::jwt::new_secret()).await?;
+            keys.reload(&db).await?;
+            println!("Token signing key rotated: {old} -> {} ({old} is still accepted until the next rotation).", keys.current_kid());
         }
         Command::Admin { command: AdminCommand::CreateCompany { name, admin_email, admin_password, admin_name } } => {
             corvid_core::validate::parse_email(&admin_email).map_err(|e| anyhow::anyhow!("--admin-email {e}"))?;

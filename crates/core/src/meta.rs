@@ -133,6 +133,10 @@ pub struct Field {
     pub section: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default: Option<serde_json::Value>,
+    /// The migration that added the column (1 for the first schema); lets the schema test
+    /// tell the first migration's tables from later `ALTER TABLE`s.
+    #[serde(skip)]
+    pub since: u32,
 }
 
 impl Field {
@@ -214,6 +218,7 @@ fn f(name: &str, label: &str, kind: FieldKind) -> F {
         custom: false,
         section: "Details".into(),
         default: None,
+        since: 1,
     })
 }
 
@@ -236,6 +241,10 @@ impl F {
     }
     fn default(mut self, v: serde_json::Value) -> Self {
         self.0.default = Some(v);
+        self
+    }
+    fn since(mut self, migration: u32) -> Self {
+        self.0.since = migration;
         self
     }
 }
@@ -287,6 +296,14 @@ pub const LEAD_SOURCE: &[(&str, &str, &str)] = &[
     ("social", "Social media", "blue"),
     ("paid_ads", "Paid ads", "red"),
     ("other", "Other", "grey"),
+];
+
+pub const TASK_TYPE: &[(&str, &str, &str)] = &[
+    ("todo", "To-do", "grey"),
+    ("call", "Call", "teal"),
+    ("email", "Email", "blue"),
+    ("whatsapp", "WhatsApp", "green"),
+    ("meeting", "Meeting", "purple"),
 ];
 
 pub const DEAL_STAGE: &[(&str, &str, &str)] = &[
@@ -394,6 +411,22 @@ fn lead() -> ObjectDef {
             reference("converted_deal_id", "Converted deal", "deals").read_only().section("Conversion"),
             f("tags", "Tags", FieldKind::Tags),
             long("notes", "Notes"),
+            // Added by migration 5 (governance and qualification).
+            text("city", "City").since(5),
+            text("state", "State / region").since(5),
+            int("company_size", "Company size (employees)", 0, 10_000_000).since(5),
+            f("validation_reasons", "Validation notes", FieldKind::Json).read_only().section("Data quality").since(5),
+            f("spam_reasons", "Spam signals", FieldKind::Json).read_only().section("Data quality").since(5),
+            int("duplicate_score", "Duplicate match score", 0, 100).read_only().section("Data quality").since(5),
+            f("duplicate_reasons", "Duplicate reasons", FieldKind::Json).read_only().section("Data quality").since(5),
+            f("score_explanation", "Score explanation", FieldKind::Json).read_only().section("Scoring").since(5),
+            int("predictive_score", "Predictive score", 0, 100).read_only().section("Scoring").since(5),
+            f("last_activity_at", "Last activity", FieldKind::DateTime).read_only().since(5),
+            text("qualification_reason", "Qualification reason").section("Qualification").since(5),
+            f("recycle_date", "Recycle on", FieldKind::Date).section("Qualification").since(5),
+            f("gdpr_consent_at", "Consent given at", FieldKind::DateTime).read_only().section("Consent").since(5),
+            text("gdpr_consent_source", "Consent source").section("Consent").since(5),
+            text("gdpr_consent_version", "Consent text version").section("Consent").since(5),
         ],
     )
 }
@@ -515,6 +548,13 @@ fn contact() -> ObjectDef {
             reference("reports_to_id", "Reports to", "contacts"),
             text("language", "Language"),
             user("owner_id", "Owner"),
+            // Added by migration 8 (privacy): contacts carry consent and do-not-disturb like leads.
+            boolean("gdpr_consent", "GDPR consent").section("Consent").since(8),
+            boolean("dnd_status", "Do not disturb").section("Consent").since(8),
+            f("opt_in_date", "Opt-in date", FieldKind::DateTime).section("Consent").since(8),
+            f("gdpr_consent_at", "Consent given at", FieldKind::DateTime).read_only().section("Consent").since(8),
+            text("gdpr_consent_source", "Consent source").section("Consent").since(8),
+            text("gdpr_consent_version", "Consent text version").section("Consent").since(8),
         ],
     )
 }
@@ -600,6 +640,9 @@ fn task() -> ObjectDef {
             en("related_object", "Related to", &related),
             f("related_id", "Related record", FieldKind::Reference { object: "*".into() }),
             f("completed_at", "Completed at", FieldKind::DateTime).read_only(),
+            // Added by migration 8 (privacy): call, email and WhatsApp tasks are outreach,
+            // which do-not-disturb forbids.
+            en("task_type", "Type", TASK_TYPE).default("todo".into()).since(8),
         ],
     )
 }
@@ -647,6 +690,10 @@ fn activity() -> ObjectDef {
             reference("contact_id", "Contact", "contacts"),
             reference("deal_id", "Deal", "deals"),
             reference("task_id", "Task", "tasks"),
+            // Added by migration 8 (privacy): outbound calls, emails and WhatsApp messages are
+            // refused for do-not-disturb people; inbound ones are still logged. Empty means
+            // outbound for those types.
+            en("direction", "Direction", &[("outbound", "Outbound", "blue"), ("inbound", "Inbound", "teal")]).since(8),
         ],
     )
 }

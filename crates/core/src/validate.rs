@@ -322,36 +322,23 @@ pub fn parse_email(s: &str) -> Result<String, String> {
         return Err("is not a valid email address".into());
     }
     let (local, domain) = s.rsplit_once('@').ok_or("is not a valid email address")?;
-    if local.len() > 64 {
+    // RFC 5321 limits, and dots only between characters of the local part.
+    if local.len() > 64 || local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err("is not a valid email address".into());
+    }
+    // The top-level domain is letters (or an IDN "xn--" label), never digits alone.
+    let tld = domain.rsplit('.').next().unwrap_or("");
+    if tld.len() < 2 || !(tld.chars().all(|c| c.is_ascii_alphabetic()) || tld.to_ascii_lowercase().starts_with("xn--")) {
         return Err("is not a valid email address".into());
     }
     Ok(format!("{local}@{}", domain.to_ascii_lowercase()))
 }
 
-/// Normalises a phone number to E.164. Numbers without a country code take the company's
-/// default one. (Per-country length rules come with the lead-governance work.)
+/// Normalises a phone number to E.164 and checks it against the numbering plan of its
+/// country (libphonenumber metadata). Numbers without a country code take the company's
+/// default one.
 pub fn parse_phone(s: &str, calling_code: &str) -> Result<String, String> {
-    let s = s.trim();
-    if s.len() > 40 {
-        return Err("is too long for a phone number".into());
-    }
-    if !s.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c)) {
-        return Err("may contain only digits, spaces, + - ( ) and .".into());
-    }
-    let digits: String = s.chars().filter(char::is_ascii_digit).collect();
-    let international = s.starts_with('+') || s.starts_with("00");
-    let full = if s.starts_with('+') {
-        digits
-    } else if let Some(rest) = digits.strip_prefix("00").filter(|_| international) {
-        rest.to_string()
-    } else {
-        let national = digits.trim_start_matches('0');
-        format!("{calling_code}{national}")
-    };
-    if !(8..=15).contains(&full.len()) || full.starts_with('0') {
-        return Err("is not a valid phone number".into());
-    }
-    Ok(format!("+{full}"))
+    crate::phone::parse(s, calling_code).map(|p| p.e164)
 }
 
 pub fn parse_url(s: &str) -> Result<String, String> {
@@ -473,6 +460,13 @@ mod tests {
         assert_eq!(parse_email(" Priya.Shah@Example.COM "), Ok("Priya.Shah@example.com".into()));
         assert!(parse_email("not an email").is_err());
         assert!(parse_email("a@b").is_err());
+        assert!(parse_email("a..b@example.com").is_err());
+        assert!(parse_email(".a@example.com").is_err());
+        assert!(parse_email("a@example.c0m1").is_err());
+        assert!(parse_email("a@192.168.0.1").is_err());
+        assert_eq!(parse_email("x@Bücher.xn--p1ai").ok(), None, "raw unicode domains are not accepted");
+        assert_eq!(parse_email("Ravi+crm@XN--P1AI.xn--p1ai"), Ok("Ravi+crm@xn--p1ai.xn--p1ai".into()));
+        assert!(parse_phone("+44 7700 900123", "91").is_err());
         assert_eq!(parse_phone("98765 43210", "91"), Ok("+919876543210".into()));
         assert_eq!(parse_phone("+1 (415) 555-0100", "91"), Ok("+14155550100".into()));
         assert_eq!(parse_phone("0044 20 7946 0958", "91"), Ok("+442079460958".into()));

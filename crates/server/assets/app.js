@@ -33,6 +33,15 @@
     form.querySelectorAll('input[name="ids"]').forEach(function (c) { c.checked = box.checked; });
   });
 
+  // Qualification sliders: show the value; moving a slider means it is scored.
+  on("input[type=range][data-score]", "input", function (e, el) {
+    var name = el.getAttribute("data-score");
+    var unset = document.querySelector('[data-unset="' + name + '"]');
+    if (unset) unset.checked = false;
+    var out = document.getElementById("o-" + name);
+    if (out) out.textContent = el.value;
+  });
+
   // Column chooser: keep the hidden `cols` list in step with the checkboxes.
   on("[data-col]", "change", function (e, box) {
     var form = box.closest("form");

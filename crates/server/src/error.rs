@@ -24,6 +24,8 @@ pub enum ApiError {
     NotFound(String),
     MethodNotAllowed,
     Conflict(String),
+    /// A likely duplicate refused by the company's policy: 409 with the candidates.
+    Duplicate { detail: String, candidates: serde_json::Value },
     PreconditionFailed { current: i64 },
     PreconditionRequired,
     TooLarge,
@@ -57,7 +59,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::Duplicate { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -76,6 +78,7 @@ impl ApiError {
             ApiError::NotFound(d) => ("not-found", "Not found", d.clone(), &[]),
             ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed", "this route does not take that method".into(), &[]),
             ApiError::Conflict(d) => ("conflict", "Conflict", d.clone(), &[]),
+            ApiError::Duplicate { detail, .. } => ("duplicate", "Likely duplicate", detail.clone(), &[]),
             ApiError::PreconditionFailed { current } => (
                 "stale-version",
                 "Stale version",
@@ -117,6 +120,9 @@ impl IntoResponse for ApiError {
         if !errors.is_empty() {
             body["errors"] = serde_json::to_value(errors).unwrap_or_default();
         }
+        if let ApiError::Duplicate { candidates, .. } = &self {
+            body["candidates"] = candidates.clone();
+        }
         if let ApiError::PreconditionFailed { current } = &self {
             body["current_version"] = (*current).into();
         }
@@ -141,6 +147,13 @@ impl From<StoreError> for ApiError {
             StoreError::Stale { current } => ApiError::PreconditionFailed { current },
             StoreError::Invalid(errors) => ApiError::Invalid(errors),
             StoreError::Conflict(d) => ApiError::Conflict(d),
+            StoreError::Duplicate(found) => {
+                let list = found.iter().take(3).map(|c| format!("{} {} ({})", c.number, c.title, c.reasons.join(", "))).collect::<Vec<_>>();
+                ApiError::Duplicate {
+                    detail: format!("this looks like a duplicate of {}; the company's duplicate policy blocks it", list.join("; ")),
+                    candidates: serde_json::to_value(&found).unwrap_or_default(),
+                }
+            }
             StoreError::Forbidden(d) => ApiError::Forbidden(d),
             other => {
                 tracing::error!(request_id = current_request_id().as_deref().unwrap_or("-"), error = %other, "store error");

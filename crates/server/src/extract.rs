@@ -149,6 +149,7 @@ impl FromRequestParts<AppState> for Member {
         let Some((role, calling_code)) = companies::active_role(&state.db, company_id, user.user_id).await? else {
             return Err(ApiError::not_found("company"));
         };
+        crate::syslog::note_company(company_id);
         Ok(Member(Tenant {
             company_id,
             user_id: user.user_id,

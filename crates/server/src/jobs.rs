@@ -151,6 +151,10 @@ impl Registry {
         r.register(AUDIT_VERIFY, audit_verify);
         r.register(MAINTENANCE_CLEANUP, maintenance_cleanup);
         r.register(crate::api::imports::KIND, crate::api::imports::run_job);
+        r.register(crate::api::rules::RESCORE_KIND, crate::api::rules::rescore_job);
+        r.register(crate::api::rules::TRAIN_KIND, crate::api::rules::train_job);
+        r.register(crate::api::dedupe::SCAN_KIND, crate::api::dedupe::run_scan_job);
+        r.register(crate::api::leads::RECYCLE_KIND, crate::api::leads::recycle_job);
         r
     }
 
@@ -480,7 +484,8 @@ pub fn spawn_scheduler(db: Db, every: Duration, mut shutdown: watch::Receiver<bo
     })
 }
 
-/// The system schedules every installation has: `maintenance.cleanup` daily at 03:00 UTC.
+/// The system schedules every installation has: `maintenance.cleanup` daily at 03:00 UTC and
+/// `leads.recycle` daily at 00:15 UTC.
 pub async fn install_defaults(db: &Db, now: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
     let s = NewSchedule {
         company_id: None,
@@ -494,6 +499,14 @@ pub async fn install_defaults(db: &Db, now: chrono::DateTime<chrono::Utc>) -> Re
     };
     if store::ensure_schedule(db, &s, now).await? {
         tracing::info!(name = CLEANUP_SCHEDULE, cron = CLEANUP_CRON, "created the default cleanup schedule");
+    }
+    // Lead scoring: daily rescore (inactivity decay) and weekly predictive retraining.
+    crate::api::rules::install_schedules(db, now).await?;
+    // Recycled leads go back to nurturing on their date (each company's own date).
+    use crate::api::leads::{RECYCLE_CRON, RECYCLE_KIND, RECYCLE_SCHEDULE};
+    let recycle = NewSchedule { name: RECYCLE_SCHEDULE.into(), kind: RECYCLE_KIND.into(), cron: RECYCLE_CRON.into(), ..s };
+    if store::ensure_schedule(db, &recycle, now).await? {
+        tracing::info!(name = RECYCLE_SCHEDULE, cron = RECYCLE_CRON, "created the daily lead recycling schedule");
     }
     Ok(())
 }

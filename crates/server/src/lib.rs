@@ -3,13 +3,18 @@
 //! store, render.
 
 pub mod api;
+pub mod edge;
 pub mod error;
 pub mod export;
 pub mod extract;
 pub mod jobs;
 pub mod jwt;
+pub mod mail;
 pub mod metrics;
 pub mod openapi;
+pub mod ratelimit;
+pub mod syslog;
+pub mod totp;
 pub mod web;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -31,6 +36,16 @@ pub struct AppState {
     pub data_dir: std::path::PathBuf,
     pub keys: jwt::Keys,
     pub metrics: Arc<metrics::Metrics>,
+    /// Allowed hosts and CORS origins (`CORVID_ALLOWED_HOSTS`, `CORVID_CORS_ORIGINS`).
+    pub edge: Arc<edge::EdgeConfig>,
+    /// Request rate limits (`CORVID_RATE_LIMIT_*`).
+    pub limiter: Arc<ratelimit::Limiter>,
+    /// Account mail (`CORVID_SMTP_URL`, `CORVID_MAIL_FROM`).
+    pub mailer: Arc<mail::Mailer>,
+    /// Base of links in mail, e.g. `https://crm.example.com` (`CORVID_PUBLIC_URL`).
+    pub public_url: Option<String>,
+    /// Where this app's system log events go.
+    pub syslog: syslog::Sink,
 }
 
 /// Largest request body the JSON API accepts.
@@ -40,19 +55,30 @@ pub const UPLOAD_LIMIT: usize = corvid_store::import::MAX_FILE_BYTES as usize + 
 
 impl AppState {
     /// Loads the token signing key: from `CORVID_JWT_SECRET` if set, otherwise a random key
-    /// created once and kept in the database, so every node and restart shares it.
+    /// created once and kept in the database, so every node and restart shares it (and picks
+    /// up a rotation within half a minute). Security settings start at their defaults; the
+    /// binary applies the environment (`edge::Settings`).
     pub async fn new(db: Db, secret: Option<String>) -> Result<AppState, corvid_store::StoreError> {
-        let secret = match secret.filter(|s| !s.is_empty()) {
-            Some(s) => s,
+        let keys = match secret.filter(|s| !s.is_empty()) {
+            Some(s) => jwt::Keys::new(s.as_bytes()),
             None => {
-                use rand::RngCore;
-                let mut bytes = [0u8; 32];
-                rand::thread_rng().fill_bytes(&mut bytes);
-                corvid_store::migrate::init_setting(&db, "jwt_secret", &hex::encode(bytes)).await?
+                let keys = jwt::Keys::stored(&db).await?;
+                jwt::spawn_reloader(keys.clone(), db.clone());
+                keys
             }
         };
         let data_dir = std::env::var("CORVID_DATA_DIR").ok().filter(|d| !d.is_empty()).unwrap_or_else(|| "corvid-data".into()).into();
-        Ok(AppState { db, data_dir, keys: jwt::Keys::new(secret.as_bytes()), metrics: Arc::new(metrics::Metrics::default()) })
+        Ok(AppState {
+            syslog: syslog::Sink::start(db.clone(), syslog::Retention::default()),
+            db,
+            data_dir,
+            keys,
+            metrics: Arc::new(metrics::Metrics::default()),
+            edge: Arc::new(edge::EdgeConfig::default()),
+            limiter: Arc::new(ratelimit::Limiter::new(ratelimit::Limits::default())),
+            mailer: Arc::new(mail::Mailer::default()),
+            public_url: None,
+        })
     }
 }
 
@@ -65,6 +91,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/refresh", post(auth::refresh))
         .route("/api/v1/auth/logout", post(auth::logout))
+        .route("/api/v1/auth/login/mfa", post(auth::login_mfa))
+        .route("/api/v1/auth/password-reset", post(auth::password_reset))
+        .route("/api/v1/auth/password-reset/confirm", post(auth::password_reset_confirm))
+        .route("/api/v1/auth/sessions", get(auth::sessions))
+        .route("/api/v1/auth/sessions/{session_id}", delete(auth::revoke_session))
+        .route("/api/v1/auth/logout-all", post(auth::logout_all))
+        .route("/api/v1/auth/mfa", get(auth::mfa_status))
+        .route("/api/v1/auth/mfa/totp", post(auth::mfa_enroll))
+        .route("/api/v1/auth/mfa/totp/confirm", post(auth::mfa_confirm))
+        .route("/api/v1/auth/mfa/totp/disable", post(auth::mfa_disable))
+        .route("/api/v1/auth/mfa/recovery-codes", post(auth::mfa_recovery_codes))
+        .route("/api/v1/me/security-events", get(auth::security_events))
         .route("/api/v1/me", get(auth::me))
         .route("/api/v1/me/tokens", get(auth::list_tokens).post(auth::create_token))
         .route("/api/v1/me/tokens/{token_id}", delete(auth::revoke_token))
@@ -77,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{c}/metadata/objects/{{object}}"), get(admin::object))
         .route(&format!("{c}/metadata/objects/{{object}}/fields"), post(admin::create_field))
         .route(&format!("{c}/metadata/objects/{{object}}/fields/{{name}}"), delete(admin::delete_field))
+        .route(&format!("{c}/admin/logs"), get(api::logs::list))
         .route(&format!("{c}/audit"), get(records::company_audit))
         .route(&format!("{c}/audit/verify"), get(records::verify_audit))
         .route(&format!("{c}/data/export"), get(records::export))
@@ -84,6 +123,8 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{c}/data/validate"), post(api::imports::validate).layer(DefaultBodyLimit::max(UPLOAD_LIMIT)))
         .route(&format!("{c}/data/import/{{import_id}}"), get(api::imports::show))
         .route(&format!("{c}/data/import/{{import_id}}/errors.csv"), get(api::imports::errors_csv))
+        .route(&format!("{c}/data/import-templates"), get(api::imports::list_templates).post(api::imports::create_template))
+        .route(&format!("{c}/data/import-templates/{{template_id}}"), delete(api::imports::delete_template))
         .route(&format!("{c}/jobs"), get(api::jobs::list).post(api::jobs::enqueue))
         .route(&format!("{c}/jobs/{{job_id}}"), get(api::jobs::show))
         .route(&format!("{c}/jobs/{{job_id}}/cancel"), post(api::jobs::cancel))
@@ -93,6 +134,39 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{c}/stats/leads"), get(admin::lead_stats))
         .route(&format!("{c}/stats/deals"), get(admin::deal_stats))
         .route(&format!("{c}/stats/activities"), get(admin::activity_stats))
+        .route(&format!("{c}/data/conversion/rules"), get(api::leads::get_rules).put(api::leads::put_rules))
+        .route(&format!("{c}/leads/{{id}}/qualification"), get(api::leads::qualification))
+        .route(&format!("{c}/leads/{{id}}/qualify"), post(api::leads::qualify))
+        .route(&format!("{c}/leads/{{id}}/risk-score"), get(api::leads::risk_score))
+        .route(&format!("{c}/leads/{{id}}/convert"), get(api::leads::preview).post(api::leads::convert))
+        .route(&format!("{c}/leads/{{id}}/duplicates"), get(api::dedupe::lead_duplicates))
+        .route(&format!("{c}/leads/{{id}}/duplicates/dismiss"), post(api::dedupe::dismiss_lead))
+        .route(&format!("{c}/contacts/{{id}}/duplicates"), get(api::dedupe::contact_duplicates))
+        .route(&format!("{c}/accounts/{{id}}/duplicates"), get(api::dedupe::account_duplicates))
+        .route(&format!("{c}/leads/merge"), post(api::dedupe::merge_leads))
+        .route(&format!("{c}/data/dedupe/policy"), get(api::dedupe::get_policy).put(api::dedupe::put_policy))
+        .route(&format!("{c}/data/dedupe/scan"), post(api::dedupe::start_scan))
+        .route(&format!("{c}/data/dedupe/scans"), get(api::dedupe::list_scans))
+        .route(&format!("{c}/data/dedupe/scans/{{scan_id}}"), get(api::dedupe::show_scan))
+        .route(&format!("{c}/data/quality-report"), get(api::privacy::quality_report))
+        .route(&format!("{c}/data/governance/policies"), get(api::privacy::policies))
+        .route(&format!("{c}/privacy/consent-policy"), get(api::privacy::get_consent_policy).put(api::privacy::put_consent_policy))
+        .route(&format!("{c}/privacy/subjects/{{object}}/{{id}}/export"), get(api::privacy::export))
+        .route(&format!("{c}/privacy/subjects/{{object}}/{{id}}/erase"), post(api::privacy::erase))
+        .route(&format!("{c}/{{object}}/{{id}}/consent"), get(api::privacy::consent_log).post(api::privacy::record_consent))
+        .route(&format!("{c}/scoring/rule-sets"), get(api::rules::list_sets).post(api::rules::create_set))
+        .route(&format!("{c}/scoring/rule-sets/{{rule_set_id}}"), get(api::rules::show_set).patch(api::rules::update_set).delete(api::rules::delete_set))
+        .route(&format!("{c}/scoring/rule-sets/{{rule_set_id}}/activate"), post(api::rules::activate_set))
+        .route(&format!("{c}/scoring/preview"), post(api::rules::score_preview))
+        .route(&format!("{c}/scoring/rescore"), post(api::rules::rescore))
+        .route(&format!("{c}/scoring/predictive"), get(api::rules::predictive_status))
+        .route(&format!("{c}/scoring/predictive/train"), post(api::rules::train))
+        .route(&format!("{c}/leads/{{id}}/score"), get(api::rules::lead_score))
+        .route(&format!("{c}/leads/{{id}}/engagement"), post(api::rules::engagement))
+        .route(&format!("{c}/assignment/rules"), get(api::rules::list_rules).post(api::rules::create_rule))
+        .route(&format!("{c}/assignment/rules/reorder"), post(api::rules::reorder_rules))
+        .route(&format!("{c}/assignment/rules/{{rule_id}}"), get(api::rules::show_rule).patch(api::rules::update_rule).delete(api::rules::delete_rule))
+        .route(&format!("{c}/assignment/preview"), post(api::rules::assign_preview))
         .route(&format!("{c}/{{object}}"), get(records::list).post(records::create))
         .route(&format!("{c}/{{object}}/search"), post(records::search))
         .route(&format!("{c}/{{object}}/bulk"), post(records::bulk))
@@ -109,6 +183,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(state.clone(), web::csrf_guard))
+        .layer(middleware::from_fn_with_state(state.clone(), ratelimit::limit))
+        .layer(middleware::from_fn_with_state(state.clone(), edge::guard))
         .layer(middleware::from_fn(web::page_headers))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(state.clone(), request_context))
@@ -133,7 +209,7 @@ async fn request_context(State(st): State<AppState>, mut req: Request, next: Nex
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
     let started = Instant::now();
-    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
+    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route, company_id = tracing::field::Empty);
     let fut = error::REQUEST_ID.scope(id.clone(), async move {
         use futures_util::FutureExt;
         match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
@@ -144,11 +220,14 @@ async fn request_context(State(st): State<AppState>, mut req: Request, next: Nex
             }
         }
     });
-    let mut resp = tracing::Instrument::instrument(fut, span.clone()).await;
+    let sink = st.syslog.clone();
+    let mut resp = syslog::SINK.scope(sink.clone(), tracing::Instrument::instrument(fut, span.clone())).await;
     let elapsed = started.elapsed();
     st.metrics.observe(&method, &route, resp.status().as_u16(), elapsed);
-    span.in_scope(|| {
-        tracing::debug!(status = resp.status().as_u16(), ms = elapsed.as_secs_f64() * 1000.0, "done");
+    sink.in_scope(|| {
+        span.in_scope(|| {
+            tracing::debug!(target: "corvid::access", status = resp.status().as_u16(), ms = elapsed.as_secs_f64() * 1000.0, "request finished");
+        })
     });
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {

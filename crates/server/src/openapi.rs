@@ -463,10 +463,15 @@ fn path_param_component(name: &str) -> &'static str {
         "company_id" => "CompanyId",
         "id" => "RecordId",
         "token_id" => "TokenId",
+        "session_id" => "SessionId",
         "user_id" => "UserId",
         "import_id" => "ImportId",
+        "template_id" => "ImportTemplateId",
         "job_id" => "JobId",
+        "scan_id" => "DedupeScanId",
         "schedule_id" => "ScheduleId",
+        "rule_set_id" => "ScoringRuleSetId",
+        "rule_id" => "AssignmentRuleId",
         "object" => "ObjectName",
         "name" => "CustomFieldName",
         "file" => "DocsFile",
@@ -977,6 +982,7 @@ fn shared_schemas() -> Map<String, Value> {
             "properties": { "refresh_token": { "type": ["string", "null"], "description": "Also ends the session of this refresh token (if it is yours)." } },
         }),
     );
+    security_schemas(&mut put);
     put(
         "ApiToken",
         json!({
@@ -1338,10 +1344,15 @@ fn shared_parameters() -> Value {
         "CompanyId": path("company_id", uuid(), "A company the caller is an active member of."),
         "RecordId": path("id", uuid(), "Record id."),
         "TokenId": path("token_id", uuid(), "API token id."),
+        "SessionId": path("session_id", json!({ "type": "string", "maxLength": 64 }), "A session id from `GET /api/v1/auth/sessions`."),
         "UserId": path("user_id", uuid(), "User id of the member."),
         "ImportId": path("import_id", uuid(), "Import id."),
+        "ImportTemplateId": path("template_id", uuid(), "Import mapping template id."),
         "JobId": path("job_id", uuid(), "Job id."),
+        "DedupeScanId": path("scan_id", uuid(), "Duplicate scan id."),
         "ScheduleId": path("schedule_id", uuid(), "Schedule id."),
+        "ScoringRuleSetId": path("rule_set_id", uuid(), "Scoring rule set id."),
+        "AssignmentRuleId": path("rule_id", uuid(), "Assignment rule id."),
         "ObjectName": path("object", json!({ "type": "string", "enum": OBJECT_NAMES }), "Object API name."),
         "CustomFieldName": path("name", json!({ "type": "string", "pattern": CUSTOM_FIELD_PATTERN }), "API name of a custom field."),
         "DocsFile": path("file", json!({ "type": "string", "enum": ASSETS.iter().map(|a| a.name).collect::<Vec<_>>() }), "A file of the docs page."),
@@ -1415,7 +1426,7 @@ fn fixed_paths(paths: &mut Paths) {
             .description("Repeated failures for an email or a client address lock sign-in for a while (429 with Retry-After).")
             .public()
             .body(schema_ref("LoginRequest"))
-            .ok("200", "Signed in.", schema_ref("Session"))
+            .ok("200", "Signed in, or (with two-step sign-in on) a challenge for `POST /api/v1/auth/login/mfa`.", json!({ "oneOf": [schema_ref("Session"), schema_ref("MfaChallenge")] }))
             .problems(BODY)
             .problems(&[P::Unauthorized, P::TooManyRequests]),
     );
@@ -1439,6 +1450,8 @@ fn fixed_paths(paths: &mut Paths) {
             .no_content("Signed out.")
             .problems(&[P::BadRequest, P::Unauthorized, P::Invalid]),
     );
+
+    security_paths(paths);
 
     let me = "Me";
     paths.add(
@@ -1648,13 +1661,18 @@ fn fixed_paths(paths: &mut Paths) {
             "properties": {
                 "file": { "type": "string", "contentMediaType": "application/octet-stream", "description": "CSV (UTF-8, UTF-8 with BOM or Windows-1252; comma, semicolon, tab or pipe separated) or XLSX, at most 200 MB." },
                 "object": { "type": "string", "enum": corvid_core::meta::OBJECT_NAMES },
-                "mapping": { "type": "string", "description": "JSON array, one entry per column: a field name or null to ignore the column. Suggested from the headers when absent." },
+                "mapping": { "type": "string", "description": "JSON array, one entry per column: a field name or null to ignore the column. Suggested from the headers when absent (and when no template_id is given)." },
+                "template_id": { "type": "string", "format": "uuid", "description": "A saved mapping template of this object (see import-templates), applied by column heading; columns it does not name are ignored. Instead of `mapping`." },
                 "options": { "type": "string", "description": "JSON object: {\"duplicate_policy\": \"skip\" | \"update\" | \"create\", \"defaults\": {field: value}, \"run_assignment\": bool}." },
                 "idempotency_key": { "type": "string", "maxLength": 255, "description": "Same as the Idempotency-Key header." },
             },
         } } },
     });
-    let import_schema = json!({ "type": "object", "description": "An import: state (queued, running, succeeded, failed), mapping, options and counts (rows_done, created, updated, skipped, failed), the job running it, and on GET the first failed rows under `errors`.", "additionalProperties": true });
+    let import_schema = json!({ "type": "object", "description": "An import: state (draft — uploaded in the web app and not yet started —, queued, running, succeeded, failed), mapping, options and counts (rows_done, rows_total once counted, created, updated, skipped, failed), the job running it, and on GET the first failed rows under `errors`.", "additionalProperties": true });
+    let template_schema = json!({ "type": "object", "required": ["id", "object", "name", "mapping"], "properties": {
+        "id": uuid(), "object": { "type": "string", "enum": corvid_core::meta::OBJECT_NAMES }, "name": string_max(80),
+        "mapping": { "type": "object", "description": "Column heading → field name, or null for a column to ignore. Headings match ignoring case, spaces and punctuation.", "additionalProperties": { "type": ["string", "null"] } },
+        "created_at": date_time(), "updated_at": nullable(date_time()), "created_by": nullable(uuid()) } });
     paths.add(
         &format!("{C}/data/export"),
         "get",
@@ -1682,7 +1700,7 @@ fn fixed_paths(paths: &mut Paths) {
         &format!("{C}/data/import"),
         "post",
         Op::new("startImport", data, "Import a CSV or XLSX file")
-            .description("Stores the file and queues the `import.run` job; poll the import for progress. Rows go through the same validation as the API; each batch of 500 commits with its progress, so an interrupted import resumes. With an `Idempotency-Key` already used, answers 200 with the existing import and imports nothing.")
+            .description("Admins and Managers. Stores the file and queues the `import.run` job; poll the import for progress (`rows_done` of `rows_total`). The `run_assignment` option lets assignment rules pick the owner of created records; otherwise the importer owns them. Rows go through the same validation as the API; each batch of 500 commits with its progress, so an interrupted import resumes. With an `Idempotency-Key` already used, answers 200 with the existing import and imports nothing.")
             .param(param_ref("IdempotencyKey"))
             .body(upload_body.clone())
             .ok("202", "The import, queued.", import_schema.clone())
@@ -1694,16 +1712,47 @@ fn fixed_paths(paths: &mut Paths) {
         &format!("{C}/data/validate"),
         "post",
         Op::new("validateImport", data, "Dry-run an import")
-            .description("Reads the header and the first 20 rows: detected format and encoding, the suggested (or given) mapping, and each row's validation errors. Writes nothing.")
+            .description("Admins and Managers. Reads the header and the first 20 rows: detected format and encoding, the suggested (or given, or templated) mapping, and each row's validation errors. Writes nothing.")
             .body(upload_body)
             .ok("200", "The preview.", json!({ "type": "object", "additionalProperties": true }))
-            .problems(MEMBER)
+            .problems(ADMIN)
             .problems(&[P::TooLarge, P::Invalid]),
     );
     paths.add(
         &format!("{C}/data/import/{{import_id}}"),
         "get",
         Op::new("getImport", data, "An import's progress and result").ok("200", "The import.", import_schema).problems(MEMBER),
+    );
+    paths.add(
+        &format!("{C}/data/import-templates"),
+        "get",
+        Op::new("listImportTemplates", data, "Saved import mapping templates")
+            .param(json!({ "name": "object", "in": "query", "schema": { "type": "string", "enum": corvid_core::meta::OBJECT_NAMES }, "description": "Only templates of this object." }))
+            .ok("200", "The company's templates, by object and name.", data_list(template_schema.clone()))
+            .problems(MEMBER)
+            .problems(&[P::Invalid]),
+    );
+    paths.add(
+        &format!("{C}/data/import-templates"),
+        "post",
+        Op::new("saveImportTemplate", data, "Save an import mapping template")
+            .description("Admins and Managers. Saving under an existing name of the same object replaces that template's mapping (200); a new name creates one (201). Every field must be writable and used once. Audited.")
+            .body(json!({ "type": "object", "required": ["object", "name", "mapping"], "additionalProperties": false, "properties": {
+                "object": { "type": "string", "enum": corvid_core::meta::OBJECT_NAMES },
+                "name": string_max(80),
+                "mapping": { "type": "object", "description": "Column heading → field name, or null for a column to ignore.", "additionalProperties": { "type": ["string", "null"] } } } }))
+            .ok("201", "The new template.", template_schema.clone())
+            .response("200", json!({ "description": "The template, replaced.", "content": { "application/json": { "schema": template_schema.clone() } } }))
+            .problems(ADMIN)
+            .problems(BODY),
+    );
+    paths.add(
+        &format!("{C}/data/import-templates/{{template_id}}"),
+        "delete",
+        Op::new("deleteImportTemplate", data, "Delete an import mapping template")
+            .description("Admins and Managers. Audited.")
+            .no_content("Deleted.")
+            .problems(ADMIN),
     );
     paths.add(
         &format!("{C}/data/import/{{import_id}}/errors.csv"),
@@ -2043,8 +2092,430 @@ fn object_paths(o: &ObjectDef, paths: &mut Paths) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Accounts and the edge: password reset, two-step sign-in, sessions, system log
+// ---------------------------------------------------------------------------------------
+
+fn security_schemas(put: &mut impl FnMut(&str, Value)) {
+    let code = json!({ "type": "string", "maxLength": 40, "description": "The 6-digit code of the authenticator app.", "examples": ["287082"] });
+    let recovery = json!({ "type": "string", "maxLength": 100, "description": "One of the recovery codes (case, spaces and dashes do not matter).", "examples": ["abcd-efgh-jkmn-pqrs"] });
+    put(
+        "MfaChallenge",
+        json!({
+            "type": "object",
+            "required": ["mfa_required", "mfa_token", "expires_in"],
+            "properties": {
+                "mfa_required": { "type": "boolean", "const": true },
+                "mfa_token": { "type": "string", "pattern": "^cvm_", "description": "Send it to `POST /api/v1/auth/login/mfa` with a code; it allows five tries." },
+                "expires_in": { "type": "integer", "description": "Seconds the challenge stays valid." },
+            },
+        }),
+    );
+    put(
+        "MfaLoginRequest",
+        json!({
+            "type": "object", "additionalProperties": false,
+            "required": ["mfa_token"],
+            "description": "Exactly one of `code` and `recovery_code`.",
+            "properties": { "mfa_token": { "type": "string" }, "code": code.clone(), "recovery_code": recovery.clone() },
+        }),
+    );
+    put(
+        "PasswordResetRequest",
+        json!({
+            "type": "object", "additionalProperties": false,
+            "required": ["email"],
+            "properties": { "email": { "type": "string", "format": "email", "maxLength": 254 } },
+        }),
+    );
+    put(
+        "PasswordResetAccepted",
+        json!({ "type": "object", "required": ["detail"], "properties": { "detail": { "type": "string" } } }),
+    );
+    put(
+        "PasswordResetConfirm",
+        json!({
+            "type": "object", "additionalProperties": false,
+            "required": ["token", "new_password"],
+            "properties": {
+                "token": { "type": "string", "description": "The `token` of the emailed link." },
+                "new_password": { "type": "string", "minLength": 10, "maxLength": 200, "format": "password" },
+            },
+        }),
+    );
+    put(
+        "SessionInfo",
+        json!({
+            "type": "object",
+            "required": ["id", "kind", "created_at", "last_used_at", "ip", "user_agent", "current"],
+            "properties": {
+                "id": { "type": "string", "description": "Refresh-family id (API) or an opaque id (web); never a secret." },
+                "kind": { "type": "string", "enum": ["api", "web"] },
+                "created_at": date_time(),
+                "last_used_at": with(date_time(), json!({ "description": "Last refresh (API) or page view, to within minutes (web)." })),
+                "ip": { "type": ["string", "null"] },
+                "user_agent": { "type": ["string", "null"] },
+                "current": { "type": "boolean", "description": "The session of the calling access token." },
+            },
+        }),
+    );
+    put(
+        "SecurityEvent",
+        json!({
+            "type": "object",
+            "required": ["id", "at", "action"],
+            "properties": {
+                "id": uuid(),
+                "at": date_time(),
+                "action": { "type": "string", "examples": ["signed_in", "password_reset", "two_factor_enabled", "session_revoked"] },
+                "detail": { "type": ["string", "null"] },
+                "ip": { "type": ["string", "null"] },
+                "user_agent": { "type": ["string", "null"] },
+                "request_id": { "type": ["string", "null"] },
+            },
+        }),
+    );
+    put(
+        "MfaStatus",
+        json!({
+            "type": "object",
+            "required": ["totp_enabled", "totp_pending", "recovery_codes_left"],
+            "properties": {
+                "totp_enabled": { "type": "boolean" },
+                "totp_pending": { "type": "boolean", "description": "Enrolment started but not confirmed with a code." },
+                "recovery_codes_left": { "type": "integer" },
+            },
+        }),
+    );
+    put(
+        "TotpEnrolment",
+        json!({
+            "type": "object",
+            "required": ["secret", "otpauth_uri"],
+            "properties": {
+                "secret": { "type": "string", "description": "Base32 key to type into the authenticator app." },
+                "otpauth_uri": { "type": "string", "format": "uri", "description": "The same as an `otpauth://totp/…` URI (SHA-1, 6 digits, 30 s), for a QR code." },
+            },
+        }),
+    );
+    put("TotpConfirm", json!({ "type": "object", "additionalProperties": false, "required": ["code"], "properties": { "code": code.clone() } }));
+    put(
+        "Reauthentication",
+        json!({
+            "type": "object", "additionalProperties": false,
+            "required": ["password"],
+            "description": "The password and exactly one of `code` and `recovery_code`.",
+            "properties": { "password": { "type": "string", "format": "password" }, "code": code, "recovery_code": recovery },
+        }),
+    );
+    put(
+        "RecoveryCodes",
+        json!({
+            "type": "object",
+            "required": ["recovery_codes"],
+            "properties": { "recovery_codes": { "type": "array", "items": { "type": "string" }, "minItems": 10, "maxItems": 10, "description": "Shown only now; each works once." } },
+        }),
+    );
+    put(
+        "LogEntry",
+        json!({
+            "type": "object",
+            "required": ["id", "at", "level", "target", "message", "fields", "request_id", "node"],
+            "properties": {
+                "id": uuid(),
+                "at": date_time(),
+                "level": { "type": "string", "enum": ["error", "warn", "info", "debug", "trace"] },
+                "target": { "type": "string", "description": "Where in the server it was logged; `corvid::access` is the one line per request." },
+                "message": { "type": "string" },
+                "fields": { "type": "object", "description": "Structured values (status, ms, method, route, error …)." },
+                "request_id": { "type": ["string", "null"] },
+                "node": { "type": "string", "description": "Host and process that wrote it." },
+            },
+        }),
+    );
+    put(
+        "LogPage",
+        json!({
+            "type": "object",
+            "required": ["data", "next_cursor"],
+            "properties": { "data": { "type": "array", "items": schema_ref("LogEntry") }, "next_cursor": { "type": ["string", "null"] } },
+        }),
+    );
+}
+
+fn security_paths(paths: &mut Paths) {
+    let v1 = "/api/v1";
+    let auth = "Auth";
+    let me = "Me";
+    paths.add(
+        &format!("{v1}/auth/login/mfa"),
+        "post",
+        Op::new("loginMfa", auth, "Finish a two-step sign-in")
+            .description("Sends the `mfa_token` from sign-in with an authenticator code or a recovery code. Five wrong codes end the challenge; repeated failures lock the second step for a while (429).")
+            .public()
+            .body(schema_ref("MfaLoginRequest"))
+            .ok("200", "Signed in.", schema_ref("Session"))
+            .problems(BODY)
+            .problems(&[P::Unauthorized, P::TooManyRequests]),
+    );
+    paths.add(
+        &format!("{v1}/auth/password-reset"),
+        "post",
+        Op::new("requestPasswordReset", auth, "Email a link to set a new password")
+            .description("Always 202 with the same body, whether or not an account exists. An active account gets a single-use link valid for 30 minutes (at most three an hour). Throttled per client address and per email (429).")
+            .public()
+            .body(schema_ref("PasswordResetRequest"))
+            .ok("202", "Accepted.", schema_ref("PasswordResetAccepted"))
+            .problems(BODY)
+            .problems(&[P::TooManyRequests]),
+    );
+    paths.add(
+        &format!("{v1}/auth/password-reset/confirm"),
+        "post",
+        Op::new("confirmPasswordReset", auth, "Set a new password with an emailed token")
+            .description("Sets the password and signs the account out everywhere (browser sessions and API sessions; personal API tokens stay). An unknown, used or expired token is a 400 naming `token`.")
+            .public()
+            .body(schema_ref("PasswordResetConfirm"))
+            .no_content("Password set.")
+            .problems(BODY)
+            .problems(&[P::TooManyRequests]),
+    );
+    paths.add(
+        &format!("{v1}/auth/sessions"),
+        "get",
+        Op::new("listSessions", me, "Where the caller is signed in")
+            .description("API sign-ins (refresh families) and browser sessions that are still live, most recently used first.")
+            .ok("200", "The sessions.", data_list(schema_ref("SessionInfo")))
+            .problems(&[P::Unauthorized]),
+    );
+    paths.add(
+        &format!("{v1}/auth/sessions/{{session_id}}"),
+        "delete",
+        Op::new("revokeSession", me, "Sign one session out")
+            .description("Its access tokens and refresh token stop working at once.")
+            .no_content("Signed out.")
+            .problems(&[P::BadRequest, P::Unauthorized, P::NotFound]),
+    );
+    paths.add(
+        &format!("{v1}/auth/logout-all"),
+        "post",
+        Op::new("logoutEverywhere", me, "Sign out everywhere")
+            .description("Ends every session of the caller, this one included. Personal API tokens are not sessions and stay until revoked.")
+            .no_content("Signed out everywhere.")
+            .problems(&[P::Unauthorized]),
+    );
+    paths.add(
+        &format!("{v1}/me/security-events"),
+        "get",
+        Op::new("listSecurityEvents", me, "The caller's security log")
+            .description("The latest 100 sign-ins, password changes and resets, second-factor changes and revoked sessions.")
+            .ok("200", "Newest first.", data_list(schema_ref("SecurityEvent")))
+            .problems(&[P::Unauthorized]),
+    );
+    paths.add(
+        &format!("{v1}/auth/mfa"),
+        "get",
+        Op::new("getMfaStatus", me, "Two-step sign-in status").ok("200", "Status.", schema_ref("MfaStatus")).problems(&[P::Unauthorized]),
+    );
+    paths.add(
+        &format!("{v1}/auth/mfa/totp"),
+        "post",
+        Op::new("enrolTotp", me, "Start two-step sign-in (TOTP)")
+            .description("Makes a new secret for an authenticator app (RFC 6238: SHA-1, 6 digits, 30 seconds). It takes effect once confirmed with a code. 409 if it is already on.")
+            .ok("201", "The secret, shown now only.", schema_ref("TotpEnrolment"))
+            .problems(&[P::Unauthorized, P::Conflict]),
+    );
+    paths.add(
+        &format!("{v1}/auth/mfa/totp/confirm"),
+        "post",
+        Op::new("confirmTotp", me, "Turn two-step sign-in on")
+            .description("Confirms enrolment with the code the app shows now, and returns ten single-use recovery codes (stored hashed; shown only now).")
+            .body(schema_ref("TotpConfirm"))
+            .ok("200", "On; the recovery codes.", schema_ref("RecoveryCodes"))
+            .problems(BODY)
+            .problems(&[P::Unauthorized, P::Conflict]),
+    );
+    paths.add(
+        &format!("{v1}/auth/mfa/totp/disable"),
+        "post",
+        Op::new("disableTotp", me, "Turn two-step sign-in off")
+            .description("Needs the password and a current code or a recovery code (each wrong one is a 422 naming it; repeated failures lock for a while).")
+            .body(schema_ref("Reauthentication"))
+            .no_content("Off.")
+            .problems(BODY)
+            .problems(&[P::Unauthorized, P::Conflict, P::TooManyRequests]),
+    );
+    paths.add(
+        &format!("{v1}/auth/mfa/recovery-codes"),
+        "post",
+        Op::new("replaceRecoveryCodes", me, "Make new recovery codes")
+            .description("Needs the password and a current code or a recovery code. The old codes stop working.")
+            .body(schema_ref("Reauthentication"))
+            .ok("200", "The new codes.", schema_ref("RecoveryCodes"))
+            .problems(BODY)
+            .problems(&[P::Unauthorized, P::Conflict, P::TooManyRequests]),
+    );
+    let query = |name: &str, schema: Value, description: &str| json!({ "name": name, "in": "query", "schema": schema, "description": description });
+    paths.add(
+        &format!("{C}/admin/logs"),
+        "get",
+        Op::new("listSystemLog", "System log", "The company's system log (Admins)")
+            .description("Structured server log entries of this company's requests, newest first: one `corvid::access` line per request (status, duration, route) plus info, warnings and errors logged while serving it. Kept for `CORVID_LOG_RETENTION_DAYS` (default 14). The route is under the company because Admins are Admins of a company: entries of other companies, and of requests whose company was not proven, are never shown.")
+            .params(vec![
+                query("level", json!({ "type": "string", "enum": ["error", "warn", "info", "debug", "trace"] }), "At least this severe (`warn`: warnings and errors)."),
+                query("q", json!({ "type": "string", "maxLength": 200 }), "Text in the message, target or fields (case-insensitive)."),
+                query("request_id", json!({ "type": "string", "maxLength": 100 }), "One request's entries (the `x-request-id` of a response)."),
+                query("since", date_time(), "Entries at or after this time."),
+                query("until", date_time(), "Entries at or before this time."),
+                query("cursor", json!({ "type": "string" }), "`next_cursor` of the previous page."),
+                query("limit", json!({ "type": "integer", "minimum": 1, "maximum": 200, "default": 100 }), "Page size."),
+            ])
+            .ok("200", "A page of entries.", schema_ref("LogPage"))
+            .problems(ADMIN),
+    );
+}
+
+// ---------------------------------------------------------------------------------------
 // The document
 // ---------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------
+// Lead qualification and conversion (`api::leads`)
+// ---------------------------------------------------------------------------------------
+
+fn lead_journey_paths(paths: &mut Paths) {
+    let leads = "Leads";
+    let text = |max: usize| json!({ "type": ["string", "null"], "maxLength": max });
+    let score = json!({ "type": ["integer", "null"], "minimum": 0, "maximum": 10 });
+    let check = json!({ "type": "object", "properties": {
+        "key": { "type": "string", "enum": ["not_converted", "qualified", "min_score", "consent"] },
+        "field": { "type": "string" }, "label": { "type": "string" }, "required": { "type": "boolean" },
+        "met": { "type": "boolean" }, "detail": { "type": "string" } } });
+    let eligibility = json!({ "type": "object", "description": "The company's conversion rules as a checklist; `eligible` when every required check is met.",
+        "properties": { "eligible": { "type": "boolean" }, "auto_convert": { "type": "boolean" }, "checks": { "type": "array", "items": check } } });
+    let qualification = json!({ "type": "object", "description": "BANT scores and notes, MEDDICC answers, completeness (percent answered), the suggested outcome with reasons, the eligibility checklist and the decision history (newest first).",
+        "properties": {
+            "lead_id": uuid(), "version": { "type": "integer" }, "status": { "type": "string" },
+            "qualification_reason": { "type": ["string", "null"] }, "recycle_date": { "type": ["string", "null"], "format": "date" },
+            "bant": { "type": "array", "items": { "type": "object", "properties": { "key": { "type": "string", "enum": ["budget", "authority", "need", "timeline"] }, "label": { "type": "string" }, "score": score.clone(), "notes": { "type": ["string", "null"] } } } },
+            "meddicc": { "type": "array", "items": { "type": "object", "properties": { "key": { "type": "string" }, "label": { "type": "string" }, "value": { "type": ["string", "null"] } } } },
+            "completeness": { "type": "object", "properties": { "bant": { "type": "integer" }, "meddicc": { "type": "integer" }, "overall": { "type": "integer" } } },
+            "suggestion": { "type": "object", "properties": { "outcome": { "type": "string", "enum": ["qualified", "unqualified", "undecided"] }, "bant_total": { "type": ["integer", "null"] }, "reasons": { "type": "array", "items": { "type": "string" } } } },
+            "eligibility": eligibility.clone(),
+            "history": { "type": "array", "items": { "type": "object", "additionalProperties": true } },
+        } });
+    paths.add(
+        &format!("{C}/leads/{{id}}/qualification"),
+        "get",
+        Op::new("getLeadQualification", leads, "A lead's qualification")
+            .ok("200", "Answers, completeness, suggested outcome, eligibility checklist and history.", qualification.clone())
+            .problems(MEMBER),
+    );
+    let bant_answers: Map<String, Value> = [
+        ("budget_score", score.clone()), ("budget_notes", text(20_000)), ("authority_score", score.clone()), ("authority_notes", text(20_000)),
+        ("need_score", score.clone()), ("need_notes", text(20_000)), ("timeline_score", score.clone()), ("timeline_notes", text(20_000)),
+    ].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let meddicc_answers: Map<String, Value> = ["metrics", "economic_buyer", "decision_criteria", "decision_process", "identify_pain", "champion", "competition"]
+        .iter().map(|k| (k.to_string(), text(20_000))).collect();
+    paths.add(
+        &format!("{C}/leads/{{id}}/qualify"),
+        "post",
+        Op::new("qualifyLead", leads, "Record qualification answers and the outcome")
+            .description("Stores the answers of one framework and, with `outcome`, the decision: `qualified`; or `unqualified` with a `reason` and an `unqualified_action` of `recycle` (back to nurturing on `recycle_date`, which must be after today) or `disqualify`. When the company's rules enable automatic conversion and the qualified lead meets them, the lead is converted in the same transaction (`auto_conversion`). A converted lead answers 409.")
+            .body(json!({ "type": "object", "additionalProperties": false, "properties": {
+                "framework": { "type": "string", "enum": ["bant", "meddicc"], "description": "Required with `answers`." },
+                "answers": { "description": "Answers of the framework; unknown keys are errors naming `answers.<key>`.", "oneOf": [
+                    { "title": "BANT", "type": "object", "additionalProperties": false, "properties": bant_answers },
+                    { "title": "MEDDICC", "type": "object", "additionalProperties": false, "properties": meddicc_answers } ] },
+                "outcome": { "type": "string", "enum": ["qualified", "unqualified"] },
+                "reason": string_max(255),
+                "unqualified_action": { "type": "string", "enum": ["recycle", "disqualify"] },
+                "recycle_date": { "type": "string", "format": "date" },
+                "version": { "type": "integer", "description": "Optional: the lead version the answers are based on (412 when stale)." } } }))
+            .ok("200", "The lead, its qualification, and what happened to an automatic conversion.", json!({ "type": "object", "properties": {
+                "lead": schema_ref("Lead"), "qualification": qualification,
+                "auto_conversion": { "type": "object", "properties": { "attempted": { "type": "boolean" }, "converted": { "type": "boolean" }, "reason": { "type": "string" }, "conversion": { "type": "object" } } } } }))
+            .problems(MEMBER)
+            .problems(BODY)
+            .problems(&[P::Forbidden, P::Conflict, P::PreconditionFailed]),
+    );
+    paths.add(
+        &format!("{C}/leads/{{id}}/risk-score"),
+        "get",
+        Op::new("getLeadRiskScore", leads, "A lead's risk score")
+            .description("0-100 from explained factors: no economic buyer, no activity linked to the lead in `inactive_days`, unknown budget, a competitor in MEDDICC competition, only low-influence people engaged, and lead age. Levels: low under 30, medium under 60, high.")
+            .param(json!({ "name": "inactive_days", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 365, "default": 14 }, "description": "Days without activity after which the lead counts as cold." }))
+            .ok("200", "The score, its level and every factor.", json!({ "type": "object", "properties": {
+                "score": { "type": "integer", "minimum": 0, "maximum": 100 }, "level": { "type": "string", "enum": ["low", "medium", "high"] },
+                "inactive_days": { "type": "integer" },
+                "factors": { "type": "array", "items": { "type": "object", "properties": {
+                    "key": { "type": "string", "enum": ["no_economic_buyer", "no_recent_activity", "unknown_budget", "competitor_present", "low_influence", "lead_age"] },
+                    "label": { "type": "string" }, "applies": { "type": "boolean" }, "points": { "type": "integer" }, "max": { "type": "integer" }, "detail": { "type": "string" } } } } } }))
+            .problems(MEMBER)
+            .problems(&[P::Invalid]),
+    );
+    let rules = json!({ "type": "object", "additionalProperties": false, "properties": {
+        "require_qualified": { "type": "boolean", "default": true }, "min_score": { "type": ["integer", "null"], "minimum": 0, "maximum": 100 },
+        "require_consent": { "type": "boolean", "default": false }, "auto_convert": { "type": "boolean", "default": false },
+        "auto_create_deal": { "type": "boolean", "default": false } } });
+    paths.add(
+        &format!("{C}/data/conversion/rules"),
+        "get",
+        Op::new("getConversionRules", "Data", "Lead conversion rules").ok("200", "The company's rules (defaults when never set).", rules.clone()).problems(MEMBER),
+    );
+    paths.add(
+        &format!("{C}/data/conversion/rules"),
+        "put",
+        Op::new("putConversionRules", "Data", "Set lead conversion rules")
+            .description("Admins only. Replaces the rule set; omitted keys take their defaults. Audited.")
+            .body(rules.clone())
+            .ok("200", "The stored rules.", rules)
+            .problems(ADMIN)
+            .problems(BODY),
+    );
+    let suggestion = json!({ "type": "object", "properties": { "id": uuid(), "number": { "type": "string" }, "score": { "type": "integer" }, "reasons": { "type": "array", "items": { "type": "string" } } }, "additionalProperties": true });
+    paths.add(
+        &format!("{C}/leads/{{id}}/convert"),
+        "get",
+        Op::new("previewLeadConversion", leads, "Prepare a conversion")
+            .description("Existing accounts that match the lead (normalised company name, website or email domain, GSTIN) and contacts with its email or phone, the new account and contact as the lead would create them, and the eligibility checklist. `name`, `website` and `gstin` refine the organisation used for matching.")
+            .params(["name", "website", "gstin"].iter().map(|n| json!({ "name": n, "in": "query", "schema": string_max(255) })).collect())
+            .ok("200", "Suggestions and prefills.", json!({ "type": "object", "properties": {
+                "lead": schema_ref("Lead"), "converted": { "type": "boolean" }, "eligibility": eligibility, "can_override": { "type": "boolean" },
+                "suggestions": { "type": "object", "properties": {
+                    "accounts": { "type": "array", "items": suggestion.clone() }, "contacts": { "type": "array", "items": suggestion },
+                    "account_prefill": { "type": "object" }, "contact_prefill": { "type": "object" } } } } }))
+            .problems(MEMBER)
+            .problems(&[P::Invalid]),
+    );
+    let pick = |what: &str| json!({ "type": "object", "additionalProperties": false, "description": format!("Either `new` (fields of a new {what}, over the values prefilled from the lead) or `existing_id`. Default: a new {what} from the lead."),
+        "properties": { "new": { "type": "object" }, "existing_id": uuid() } });
+    let conversion = json!({ "type": "object", "properties": {
+        "lead": schema_ref("Lead"), "account": schema_ref("Account"), "contact": schema_ref("Contact"),
+        "deal": { "oneOf": [schema_ref("Deal"), { "type": "null" }] }, "activity": { "oneOf": [schema_ref("Activity"), { "type": "null" }] },
+        "links": { "type": "object", "properties": { "lead_id": uuid(), "account_id": uuid(), "contact_id": uuid(), "deal_id": nullable(uuid()), "activity_id": nullable(uuid()) } },
+        "created": { "type": "object", "properties": { "account": { "type": "boolean" }, "contact": { "type": "boolean" }, "deal": { "type": "boolean" }, "activity": { "type": "boolean" } } },
+        "override_used": { "type": "boolean" }, "automatic": { "type": "boolean" }, "converted_at": date_time(), "converted_by": nullable(uuid()) } });
+    paths.add(
+        &format!("{C}/leads/{{id}}/convert"),
+        "post",
+        Op::new("convertLead", leads, "Convert a lead (account first)")
+            .description("One transaction: the account (new or existing), the contact under it (new or existing), optionally a deal and a first activity; the lead becomes converted with links to them and keeps every field. A repeat for a converted lead returns the same result with 200 and creates nothing. A lead that misses the conversion rules is refused with 422 unless an Admin or Manager sends `override_qualification: true` (audited as `conversion_override`); other roles get 403 for the override. Another company's ids are 404 and nothing is written.")
+            .param(param_ref("IdempotencyKey"))
+            .body(json!({ "type": "object", "additionalProperties": false, "properties": {
+                "account": pick("account"), "contact": pick("contact"),
+                "deal": { "type": "object", "additionalProperties": false, "properties": {
+                    "name": string_max(255), "amount": { "type": ["string", "number"], "description": "Decimal in major units of `currency`." },
+                    "currency": { "type": "string" }, "stage": { "type": "string" }, "close_date": { "type": "string", "format": "date" }, "description": string_max(20_000) } },
+                "activity": { "type": "object", "additionalProperties": false, "properties": {
+                    "type": { "type": "string", "enum": ["call", "email", "meeting", "note", "status_change", "whatsapp"] }, "subject": string_max(255), "notes": string_max(20_000) } },
+                "override_qualification": { "type": "boolean", "default": false } } }))
+            .ok("201", "Converted: what was created and linked.", conversion.clone())
+            .response("200", json!({ "description": "The lead was converted before: the same result; nothing was created.", "headers": { "Idempotent-Replayed": header_ref("IdempotentReplayed") }, "content": { "application/json": { "schema": conversion } } }))
+            .problems(MEMBER)
+            .problems(BODY)
+            .problems(&[P::Forbidden, P::Conflict]),
+    );
+}
 
 const DESCRIPTION: &str = "\
 The JSON API of Corvid, the CRM.
@@ -2067,6 +2538,413 @@ field. Companies can add custom fields (`cf_…`), which records carry beside th
 per-field `errors` where it helps, and the `request_id` that every response also carries in \
 `x-request-id`. Unexpected failures are a 500 of the same shape; an unsupported method is a 405.";
 
+// ---------------------------------------------------------------------------------------
+// Duplicates (`api::dedupe`)
+// ---------------------------------------------------------------------------------------
+
+fn dedupe_paths(paths: &mut Paths) {
+    let tag = "Duplicates";
+    let candidate = json!({ "type": "object", "required": ["object", "id", "number", "title", "score", "reasons"], "properties": {
+        "object": { "type": "string", "enum": ["leads", "contacts", "accounts"] }, "id": uuid(), "number": { "type": "string" },
+        "title": { "type": "string" }, "score": { "type": "integer", "minimum": 0, "maximum": 100 },
+        "reasons": { "type": "array", "items": { "type": "string" }, "description": "Why they match, e.g. \"same email\", \"similar name (Jon ~ John)\"." } } });
+    let list = json!({ "type": "object", "required": ["record", "data"], "properties": {
+        "record": { "type": "object", "properties": { "object": { "type": "string" }, "id": uuid(), "number": { "type": "string" }, "title": { "type": "string" } } },
+        "policy": { "type": "string", "enum": ["block", "flag", "allow"] },
+        "threshold": { "type": "integer", "description": "Scores at or above this are likely duplicates." },
+        "data": { "type": "array", "items": candidate.clone() } } });
+    for (object, op, who) in [
+        ("leads", "getLeadDuplicates", "leads and contacts"),
+        ("contacts", "getContactDuplicates", "contacts"),
+        ("accounts", "getAccountDuplicates", "accounts (name, website domain, GSTIN)"),
+    ] {
+        paths.add(
+            &format!("{C}/{object}/{{id}}/duplicates"),
+            "get",
+            Op::new(op, tag, "Likely duplicates of a record")
+                .description(&format!("Records among the company's {who} sharing a blocking key (normalised email, E.164 phone, GSTIN, domain, name keys) and scoring at or above the threshold, best first, with the reasons. Pairs dismissed earlier are left out. Works whatever the policy."))
+                .ok("200", "The candidates.", list.clone())
+                .problems(MEMBER),
+        );
+    }
+    paths.add(
+        &format!("{C}/leads/{{id}}/duplicates/dismiss"),
+        "post",
+        Op::new("dismissLeadDuplicate", tag, "Not a duplicate")
+            .description("Remembers that the lead and `other_id` (a lead or contact) are different people: the pair is no longer listed, flagged or reported by scans. The lead is checked again, so its duplicate flag goes or moves to the next candidate. Audited.")
+            .body(json!({ "type": "object", "required": ["other_id"], "additionalProperties": false, "properties": { "other_id": uuid() } }))
+            .ok("200", "The lead as it is now.", json!({ "type": "object", "properties": { "dismissed": uuid(), "record": schema_ref("Lead") } }))
+            .problems(MEMBER)
+            .problems(BODY)
+            .problems(&[P::Forbidden]),
+    );
+    paths.add(
+        &format!("{C}/leads/merge"),
+        "post",
+        Op::new("mergeLeads", tag, "Merge duplicate leads")
+            .description("One transaction: the survivor takes each listed field's value from the record named for it (others keep the survivor's value); activities, tasks, deals and duplicate marks of the merged leads move to the survivor; the merged leads are soft-deleted and remember the survivor, so `GET .../leads/{merged id}` answers `308` with `Location` of the survivor. Everything is audited. 422: a lead merged into itself, bad ids, a read-only or unknown field, a source outside the merge, a converted lead as merged lead. 404: an id not in this company. 409: a lead already deleted or merged. 412: a `versions` entry is stale.")
+            .body(json!({ "type": "object", "required": ["survivor_id", "merged_ids"], "additionalProperties": false, "properties": {
+                "survivor_id": uuid(),
+                "merged_ids": { "type": "array", "minItems": 1, "maxItems": 10, "items": uuid() },
+                "fields": { "type": "object", "description": "Field name → id of the record (survivor or merged) whose value the survivor keeps.", "additionalProperties": uuid() },
+                "versions": { "type": "object", "description": "Optional: record id → the version the caller saw.", "additionalProperties": { "type": "integer" } } } }))
+            .ok("200", "The survivor as it is now, the merged ids and how many records moved per object.", json!({ "type": "object", "properties": {
+                "survivor": schema_ref("Lead"), "merged_ids": { "type": "array", "items": uuid() },
+                "moved": { "type": "object", "additionalProperties": { "type": "integer" } } } }))
+            .problems(MEMBER)
+            .problems(BODY)
+            .problems(&[P::Forbidden, P::Conflict, P::PreconditionFailed]),
+    );
+    let policy = json!({ "type": "object", "properties": { "policy": { "type": "string", "enum": ["block", "flag", "allow"] },
+        "options": { "type": "array", "items": { "type": "string" } } } });
+    paths.add(
+        &format!("{C}/data/dedupe/policy"),
+        "get",
+        Op::new("getDedupePolicy", tag, "The duplicate policy")
+            .description("`block`: a create or update (API, web, bulk) that looks like a duplicate answers 409 `/problems/duplicate` with `candidates`, and writes nothing; import rows fail with the reason. `flag` (default): the lead is saved with `is_duplicate`, `duplicate_of_id`, `duplicate_score` and `duplicate_reasons`. `allow`: no check.")
+            .ok("200", "The policy.", policy.clone())
+            .problems(MEMBER),
+    );
+    paths.add(
+        &format!("{C}/data/dedupe/policy"),
+        "put",
+        Op::new("setDedupePolicy", tag, "Change the duplicate policy")
+            .description("Admins. Audited.")
+            .body(json!({ "type": "object", "required": ["policy"], "additionalProperties": false, "properties": { "policy": { "type": "string", "enum": ["block", "flag", "allow"] } } }))
+            .ok("200", "The policy.", policy)
+            .problems(ADMIN)
+            .problems(BODY),
+    );
+    let scan = json!({ "type": "object", "description": "A whole-base scan: state (queued, running, succeeded, failed, cancelled), its job, and counts: records re-indexed first, blocks (keys shared by 2 to 50 records), skipped keys (shared by more), pairs compared, clusters and records in them.", "additionalProperties": true });
+    paths.add(
+        &format!("{C}/data/dedupe/scan"),
+        "post",
+        Op::new("startDedupeScan", tag, "Scan the whole base for duplicates")
+            .description("Admins. Queues the `dedupe.scan` job (progress on the jobs page): records are grouped by shared blocking keys in SQL, pairs inside each block are scored once, and matching records are joined into clusters. While a scan is queued or running, answers 200 with it instead of starting another.")
+            .ok("202", "The scan, queued.", scan.clone())
+            .response("200", json!({ "description": "The scan already queued or running.", "content": { "application/json": { "schema": scan.clone() } } }))
+            .problems(ADMIN),
+    );
+    paths.add(
+        &format!("{C}/data/dedupe/scans"),
+        "get",
+        Op::new("listDedupeScans", tag, "Recent duplicate scans").ok("200", "The latest 50 scans.", data_list(scan.clone())).problems(MEMBER),
+    );
+    paths.add(
+        &format!("{C}/data/dedupe/scans/{{scan_id}}"),
+        "get",
+        Op::new("getDedupeScan", tag, "A duplicate scan and its clusters")
+            .description("Clusters best first: `{seq, kind, size, score, members: [{object, id, number, title}], pairs: [{a, b, score, reasons}]}`. Page with `cursor` (from `next_cursor`) and `limit` (1 to 200, default 50).")
+            .params(vec![
+                json!({ "name": "cursor", "in": "query", "schema": { "type": "string" } }),
+                json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 200 } }),
+            ])
+            .ok("200", "The scan with a page of clusters and `next_cursor`.", scan)
+            .problems(MEMBER)
+            .problems(&[P::Invalid]),
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Consent, data-subject rights and data quality (`api::privacy`)
+// ---------------------------------------------------------------------------------------
+
+fn privacy_paths(paths: &mut Paths) {
+    let tag = "Privacy";
+    let text = |max: usize| json!({ "type": ["string", "null"], "maxLength": max });
+    let entry = json!({ "type": "object", "description": "One consent decision.", "properties": {
+        "id": uuid(), "object": { "type": "string", "enum": ["leads", "contacts"] }, "record_id": uuid(), "at": date_time(),
+        "given": { "type": "boolean" }, "decision": { "type": "string", "enum": ["given", "withdrawn"] },
+        "channel": { "type": "string", "description": "Where the decision was captured: for decisions made by editing the record the write path (`interactive`, `bulk`, `import`), otherwise the `channel` sent to the consent API." },
+        "source": { "type": ["string", "null"] }, "text_version": { "type": ["string", "null"] }, "actor_id": nullable(uuid()),
+        "ip": { "type": ["string", "null"] }, "note": { "type": ["string", "null"] } } });
+    let person = "`{object}` is `leads` or `contacts` (other objects answer 404).";
+    paths.add(
+        &format!("{C}/{{object}}/{{id}}/consent"),
+        "get",
+        Op::new("getConsentLog", tag, "A person's consent log")
+            .description(&format!("The current consent state of a lead or contact and every consent decision about them, oldest first. Decisions are logged whenever `gdpr_consent` changes through any write path (API, web forms, bulk, import) and when recorded through `POST`. {person}"))
+            .ok("200", "The state and the log.", json!({ "type": "object", "properties": {
+                "record": { "type": "object", "properties": { "object": { "type": "string" }, "id": uuid(), "number": { "type": "string" } } },
+                "consent": { "type": "object", "properties": { "given": { "type": "boolean" }, "at": nullable(date_time()), "source": { "type": ["string", "null"] },
+                    "text_version": { "type": ["string", "null"] }, "opt_in_date": nullable(date_time()), "dnd": { "type": "boolean" } } },
+                "data": { "type": "array", "items": entry.clone() } } }))
+            .problems(MEMBER),
+    );
+    paths.add(
+        &format!("{C}/{{object}}/{{id}}/consent"),
+        "post",
+        Op::new("recordConsent", tag, "Record a consent decision")
+            .description(&format!("Sets `gdpr_consent` (and `gdpr_consent_source`, `gdpr_consent_version` when given) through the write pipeline: a grant stamps `gdpr_consent_at` (and `opt_in_date` when empty) and must meet the consent policy (422 naming `gdpr_consent_source` or `gdpr_consent_version`); a withdrawal clears `gdpr_consent_at`. The decision is logged and audited even when it repeats the current state. Read Only members get 403. {person}"))
+            .body(json!({ "type": "object", "required": ["consent", "channel"], "additionalProperties": false, "properties": {
+                "consent": { "type": "boolean", "description": "true: consent given; false: withdrawn." },
+                "channel": { "type": "string", "enum": corvid_store::privacy::CONSENT_CHANNELS },
+                "source": text(255), "text_version": text(255), "note": text(2000),
+                "ip": { "type": ["string", "null"], "description": "The person's IP address when they decided online (default: the caller's)." } } }))
+            .ok("201", "The log entry and the record as it is now.", json!({ "type": "object", "properties": { "entry": entry.clone(), "record": { "type": "object" } } }))
+            .problems(MEMBER)
+            .problems(BODY)
+            .problems(&[P::Forbidden]),
+    );
+    let policy = json!({ "type": "object", "additionalProperties": false, "properties": {
+        "require_source": { "type": "boolean", "default": false, "description": "A grant without `gdpr_consent_source` is refused." },
+        "require_version": { "type": "boolean", "default": false, "description": "A grant without `gdpr_consent_version` is refused (unless `current_text_version` fills it)." },
+        "current_text_version": { "type": ["string", "null"], "maxLength": 255, "description": "Fills `gdpr_consent_version` when a grant leaves it out." } } });
+    paths.add(
+        &format!("{C}/privacy/consent-policy"),
+        "get",
+        Op::new("getConsentPolicy", tag, "The consent policy").ok("200", "The policy (nothing required when never set).", policy.clone()).problems(MEMBER),
+    );
+    paths.add(
+        &format!("{C}/privacy/consent-policy"),
+        "put",
+        Op::new("putConsentPolicy", tag, "Change the consent policy")
+            .description("Admins. Replaces the policy; omitted keys take their defaults. Audited.")
+            .body(policy.clone())
+            .ok("200", "The stored policy.", policy)
+            .problems(ADMIN)
+            .problems(BODY),
+    );
+    paths.add(
+        &format!("{C}/privacy/subjects/{{object}}/{{id}}/export"),
+        "get",
+        Op::new("exportDataSubject", tag, "Export everything about a person")
+            .description(&format!("One JSON document (sent as an attachment): the record, its activities, tasks and deals, the consent log, the record's audit history, and the other leads and contacts with the same email address or phone number. The export is audited (`privacy_export`). {person}"))
+            .ok("200", "The export.", json!({ "type": "object", "properties": {
+                "subject": { "type": "object" }, "exported_at": date_time(), "record": { "type": "object" },
+                "activities": { "type": "array", "items": { "type": "object" } }, "tasks": { "type": "array", "items": { "type": "object" } },
+                "deals": { "type": "array", "items": { "type": "object" } }, "consent_log": { "type": "array", "items": entry },
+                "audit_history": { "type": "array", "items": { "type": "object" } },
+                "matching_records": { "type": "object", "properties": { "leads": { "type": "array", "items": { "type": "object" } }, "contacts": { "type": "array", "items": { "type": "object" } } } } } }))
+            .problems(MEMBER),
+    );
+    paths.add(
+        &format!("{C}/privacy/subjects/{{object}}/{{id}}/erase"),
+        "post",
+        Op::new("eraseDataSubject", tag, "Erase a person's personal data")
+            .description(&format!("Admins. One transaction: the lead or contact, every lead and contact with the same email or phone (and a converted lead's contact), and the free text of their activities, tasks and qualification history are anonymised: names become \"Erased\", contact details, notes and other personal fields are emptied. Records stay with their status, source, stage, amounts and dates, so reports keep their figures. The audit trail gets an `erase` row per erased field with no old or new value, and the values of earlier audit rows for those fields are redacted; `GET .../audit/verify` still verifies (rows hash a salted digest of their values; `audit.not_redactable` counts rows written before that scheme, which keep their values). Repeating it changes nothing. {person}"))
+            .ok("200", "What was anonymised.", json!({ "type": "object", "properties": {
+                "subject": { "type": "object" },
+                "people": { "type": "array", "items": { "type": "object", "properties": { "object": { "type": "string" }, "id": uuid(), "number": { "type": "string" }, "fields": { "type": "array", "items": { "type": "string" } } } } },
+                "activities": { "type": "integer" }, "tasks": { "type": "integer" }, "consent_entries": { "type": "integer" }, "qualification_entries": { "type": "integer" },
+                "audit": { "type": "object", "properties": { "redacted": { "type": "integer" }, "not_redactable": { "type": "integer" } } } } }))
+            .problems(ADMIN),
+    );
+    let count = json!({ "type": ["integer", "null"] });
+    paths.add(
+        &format!("{C}/data/quality-report"),
+        "get",
+        Op::new("getQualityReport", tag, "Data quality report")
+            .description("Per object (leads, contacts, accounts), computed now in one pass each: completeness of every user-entered field (records with a value and the share), and where the object has them the counts of invalid and pending validation, duplicates, high spam score, do-not-disturb and consent. Leads also report open leads (new, contacted, nurturing, qualified, recycled) and stale ones: open with no update and no activity for 30, 60 and 90 days. Deleted records are left out.")
+            .ok("200", "The report.", json!({ "type": "object", "properties": { "generated_at": date_time(), "objects": { "type": "array", "items": { "type": "object", "properties": {
+                "object": { "type": "string" }, "total": { "type": "integer" }, "completeness_percent": { "type": ["number", "null"] },
+                "completeness": { "type": "array", "items": { "type": "object", "properties": { "field": { "type": "string" }, "label": { "type": "string" }, "filled": { "type": "integer" }, "percent": { "type": ["number", "null"] } } } },
+                "invalid": count.clone(), "pending_validation": count.clone(), "duplicates": count.clone(), "spam_high": count.clone(),
+                "do_not_disturb": count.clone(), "with_consent": count.clone(), "open": count,
+                "stale": { "type": "array", "items": { "type": "object", "properties": { "days": { "type": "integer" }, "count": { "type": "integer" } } } } } } } } }))
+            .problems(MEMBER),
+    );
+    paths.add(
+        &format!("{C}/data/governance/policies"),
+        "get",
+        Op::new("getGovernancePolicies", tag, "Governance policies in effect")
+            .description("The duplicate policy, conversion rules, active scoring rule sets and assignment rules, consent policy, do-not-disturb enforcement, validation rules and erasure, each with where its value comes from (`settings`, `default`, `built-in`, `tables`), and the company's other settings.")
+            .ok("200", "The policies.", json!({ "type": "object", "properties": {
+                "data": { "type": "array", "items": { "type": "object", "properties": { "id": { "type": "string" }, "name": { "type": "string" }, "source": { "type": "string" }, "value": {}, "description": { "type": "string" } } } },
+                "other_settings": { "type": "array", "items": { "type": "object", "properties": { "key": { "type": "string" }, "value": {} } } } } }))
+            .problems(MEMBER),
+    );
+}
+
+/// Lead scoring and assignment rules (`api::rules`).
+fn scoring_paths(paths: &mut Paths) {
+    let (scoring, assign) = ("Scoring", "Assignment");
+    let condition = json!({
+        "type": "object",
+        "description": "A test on a lead field (`field`) or on an engagement count (`engagement`, optionally `within_days`). Text compares without case; a list value matches when any element does.",
+        "properties": {
+            "field": { "type": "string", "description": "A lead field (standard or `cf_…`)." },
+            "engagement": { "type": "string", "enum": ["activity_logged", "email_opened", "email_clicked", "form_submitted", "meeting_held"] },
+            "op": { "type": "string", "enum": ["eq", "neq", "in", "not_in", "contains", "not_contains", "starts_with", "gt", "gte", "lt", "lte", "is_set", "is_not_set"] },
+            "value": { "description": "Text (at most 255 characters), a number or a boolean; a list for in/not_in; absent for is_set/is_not_set; a count for engagement." },
+            "within_days": { "type": "integer", "minimum": 1, "maximum": 3650 },
+        },
+        "required": ["op"],
+        "additionalProperties": false,
+    });
+    let rule = json!({ "type": "object", "required": ["name", "points"], "additionalProperties": false, "properties": {
+        "name": string_max(100), "conditions": { "type": "array", "maxItems": 20, "items": condition.clone() },
+        "points": { "type": "integer", "minimum": -100, "maximum": 100 }, "weight": { "type": "number", "minimum": 0, "maximum": 10, "default": 1 } } });
+    let bands = json!({ "type": "object", "additionalProperties": false, "required": ["warm", "hot", "very_hot"], "description": "Lower bounds: below warm is Cold.",
+        "properties": { "warm": { "type": "integer", "default": 40 }, "hot": { "type": "integer", "default": 70 }, "very_hot": { "type": "integer", "default": 90 } } });
+    let decay = json!({ "type": ["object", "null"], "additionalProperties": false, "required": ["points_per_week"], "description": "Points lost per full week without activity after grace_days.",
+        "properties": { "points_per_week": { "type": "integer", "minimum": 0, "maximum": 100 }, "grace_days": { "type": "integer", "minimum": 0, "maximum": 365 } } });
+    let set = json!({ "type": "object", "properties": {
+        "id": uuid(), "object": { "type": "string", "enum": ["leads"] }, "name": { "type": "string" }, "description": { "type": ["string", "null"] },
+        "active": { "type": "boolean" }, "rules": { "type": "array", "items": rule.clone() }, "bands": bands.clone(), "decay": decay.clone(),
+        "version": { "type": "integer" }, "created_at": date_time(), "updated_at": date_time(), "created_by": nullable(uuid()), "updated_by": nullable(uuid()) } });
+    let set_input = json!({ "type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+        "name": string_max(100), "object": { "type": "string", "enum": ["leads"], "default": "leads" }, "description": string_max(1000),
+        "rules": { "type": "array", "maxItems": 100, "items": rule.clone() }, "bands": bands.clone(), "decay": decay.clone(),
+        "active": { "type": "boolean", "default": false, "description": "Activate it now (the object's previous active set is deactivated)." } } });
+    let set_patch = json!({ "type": "object", "additionalProperties": false, "properties": {
+        "name": string_max(100), "description": { "type": ["string", "null"], "maxLength": 1000 }, "rules": { "type": "array", "maxItems": 100, "items": rule },
+        "bands": bands, "decay": decay, "active": { "type": "boolean" }, "version": { "type": "integer", "description": "The version the change is based on; stale is 412." } } });
+    let engagement_counts = json!({ "type": "object", "description": "Recent events to assume, by kind, e.g. {\"email_opened\": 2}.", "additionalProperties": { "type": "integer", "minimum": 0, "maximum": 1000 } });
+    let contribution = json!({ "type": "object", "properties": { "rule": { "type": "string" }, "points": { "type": "integer" } } });
+    let band = json!({ "type": "object", "properties": { "value": { "type": "string", "enum": ["cold", "warm", "hot", "very_hot"] }, "label": { "type": "string" }, "colour": { "type": "string" } } });
+    let score_preview = json!({ "type": "object", "properties": { "rule_set": { "type": ["object", "null"] }, "score": { "type": ["integer", "null"] }, "band": band.clone(),
+        "explanation": { "type": "array", "items": contribution.clone() }, "message": { "type": ["string", "null"] } } });
+    let job = json!({ "type": "object", "properties": { "job": { "type": "object", "description": "The queued job (see Jobs)." }, "message": { "type": "string" }, "fallback": { "type": "boolean" } } });
+    let rule_set_problems = [P::BadRequest, P::Unauthorized, P::Forbidden, P::NotFound];
+
+    paths.add(
+        &format!("{C}/scoring/rule-sets"),
+        "get",
+        Op::new("listScoringRuleSets", scoring, "Scoring rule sets")
+            .ok("200", "Every rule set of the company, active first.", data_list(set.clone()))
+            .problems(MEMBER),
+    );
+    paths.add(&format!("{C}/scoring/rule-sets"), "post",
+        Op::new("createScoringRuleSet", scoring, "Create a scoring rule set")
+            .description("Admins only. A rule gives `round(points × weight)` when all its conditions hold; the score is the sum over matching rules minus inactivity decay, clamped to 0–100, with an explanation line per rule. Invalid parts are 422 naming e.g. `rules[0].conditions[1].op`; a taken name is 409.")
+            .body(set_input).ok("201", "The rule set.", set.clone()).problems(ADMIN).problems(&[P::Conflict]).problems(BODY));
+    paths.add(
+        &format!("{C}/scoring/rule-sets/{{rule_set_id}}"),
+        "get",
+        Op::new("getScoringRuleSet", scoring, "A scoring rule set").ok("200", "The rule set.", set.clone()).problems(MEMBER),
+    );
+    paths.add(&format!("{C}/scoring/rule-sets/{{rule_set_id}}"), "patch",
+        Op::new("updateScoringRuleSet", scoring, "Change a scoring rule set")
+            .description("Admins only. Absent keys stay. Changing the active set (or activating one) queues a rescore of every lead (`scoring.rescore`).")
+            .body(set_patch).ok("200", "The rule set.", set.clone()).problems(&rule_set_problems).problems(&[P::Conflict, P::PreconditionFailed]).problems(BODY));
+    paths.add(
+        &format!("{C}/scoring/rule-sets/{{rule_set_id}}"),
+        "delete",
+        Op::new("deleteScoringRuleSet", scoring, "Delete a scoring rule set")
+            .description("Admins only. Leads keep the scores it gave them.")
+            .no_content("Deleted.")
+            .problems(&rule_set_problems),
+    );
+    paths.add(&format!("{C}/scoring/rule-sets/{{rule_set_id}}/activate"), "post",
+        Op::new("activateScoringRuleSet", scoring, "Activate a scoring rule set")
+            .description("Admins only. Exactly one set per object is active: the previous one is deactivated, and every lead is rescored in the background.")
+            .ok("200", "The rule set, now active.", set).problems(&rule_set_problems));
+    paths.add(&format!("{C}/scoring/preview"), "post",
+        Op::new("previewScore", scoring, "Score a sample lead")
+            .description("Scores sample lead values (validated like a lead, errors name `values.field`) with assumed engagement, under the active set or `rule_set_id`. Writes nothing.")
+            .body(json!({ "type": "object", "additionalProperties": false, "properties": { "values": { "type": "object" }, "engagement": engagement_counts.clone(), "rule_set_id": uuid() } }))
+            .ok("200", "The score, band and explanation.", score_preview.clone()).problems(MEMBER).problems(BODY));
+    paths.add(
+        &format!("{C}/scoring/rescore"),
+        "post",
+        Op::new("rescoreLeads", scoring, "Rescore every lead")
+            .description("Admins only. Queues `scoring.rescore` for the company (it also runs daily for decay).")
+            .ok("202", "The job.", job.clone())
+            .problems(ADMIN),
+    );
+    paths.add(&format!("{C}/scoring/predictive"), "get",
+        Op::new("getPredictiveModel", scoring, "Predictive model status")
+            .description("`status` is not_trained, trained or fallback (fewer than 50 converted or 50 lost leads: leads are scored by rules, `using` is `rules`). With a model: AUC on the held-out 20 %, sample counts, when it was trained and its strongest features. `available` counts the labelled leads there are now.")
+            .ok("200", "The status.", json!({ "type": "object", "properties": {
+                "status": { "type": "string", "enum": ["not_trained", "trained", "fallback"] }, "using": { "type": "string", "enum": ["predictive", "rules"] },
+                "message": { "type": "string" }, "auc": { "type": ["number", "null"] }, "positives": { "type": "integer" }, "negatives": { "type": "integer" },
+                "train_count": { "type": "integer" }, "test_count": { "type": "integer" }, "min_per_class": { "type": "integer" },
+                "trained_at": nullable(date_time()), "trained_by": nullable(uuid()), "job_id": nullable(uuid()),
+                "top_features": { "type": "array", "items": { "type": "object", "properties": { "feature": { "type": "string" }, "label": { "type": "string" }, "weight": { "type": "number" } } } },
+                "available": { "type": "object", "properties": { "converted": { "type": "integer" }, "lost": { "type": "integer" }, "enough": { "type": "boolean" } } } } }))
+            .problems(MEMBER));
+    paths.add(&format!("{C}/scoring/predictive/train"), "post",
+        Op::new("trainPredictiveModel", scoring, "Train the predictive model")
+            .description("Admins only. Queues `scoring.predictive.train`: logistic regression on the company's converted (1) and disqualified/unqualified (0) leads over source, country, contact details, title keywords, company size bucket, engagement counts and BANT scores; 20 % held out for AUC; then every lead's `predictive_score` (probability × 100) is refreshed. With too little history the run records a fallback to rules, and `fallback` says so now. Also runs weekly.")
+            .ok("202", "The job.", job).problems(ADMIN));
+    paths.add(&format!("{C}/leads/{{id}}/score"), "get",
+        Op::new("getLeadScore", scoring, "A lead's score card")
+            .description("The rule score with band and explanation, the predictive score with its top feature contributions (or the fallback), engagement counts (all time and last 30 days), last activity and the score history (newest first).")
+            .ok("200", "The score card.", json!({ "type": "object", "properties": {
+                "lead_id": uuid(), "lead_score": { "type": ["integer", "null"] }, "band": band, "explanation": { "type": "array", "items": contribution },
+                "rule_set": { "type": ["object", "null"] }, "predictive": { "type": "object" }, "last_activity_at": nullable(date_time()),
+                "engagement": { "type": "array", "items": { "type": "object" } },
+                "history": { "type": "array", "items": { "type": "object", "properties": { "at": date_time(), "score": { "type": "integer" }, "previous_score": { "type": ["integer", "null"] }, "reason": { "type": "string" }, "rule_set_id": nullable(uuid()) } } } } }))
+            .problems(MEMBER));
+    paths.add(&format!("{C}/leads/{{id}}/engagement"), "post",
+        Op::new("recordLeadEngagement", scoring, "Record engagement on a lead")
+            .description("For events from outside (email tracking, forms, meetings held elsewhere): stores the event, sets `last_activity_at` and rescores the lead in one transaction, audited. Activities logged against the lead count on their own. Read Only members get 403.")
+            .body(json!({ "type": "object", "required": ["type"], "additionalProperties": false, "properties": {
+                "type": { "type": "string", "enum": ["email_opened", "email_clicked", "form_submitted", "meeting_held"] },
+                "occurred_at": date_time(), "source": string_max(200) } }))
+            .ok("201", "The lead's score card after the event.", json!({ "type": "object" }))
+            .problems(MEMBER).problems(&[P::Forbidden]).problems(BODY));
+
+    let territory = json!({ "type": "object", "required": ["user_id"], "additionalProperties": false, "properties": {
+        "name": string_max(100), "countries": { "type": "array", "items": { "type": "string", "pattern": "^[A-Za-z]{2}$" } },
+        "states": { "type": "array", "items": string_max(100) }, "user_id": uuid() } });
+    let strategy = json!({ "type": "string", "enum": ["user", "round_robin", "load_balanced", "territory"],
+        "description": "user: `user_id`; round_robin: the active members of `team_id` (or `user_ids`) in turn, position kept per rule; load_balanced: the member with the fewest open leads; territory: the first of `territories` matching the lead's country/state." });
+    let arule = json!({ "type": "object", "properties": {
+        "id": uuid(), "object": { "type": "string" }, "name": { "type": "string" }, "position": { "type": "integer" }, "active": { "type": "boolean" },
+        "conditions": { "type": "array", "items": condition.clone() }, "strategy": strategy.clone(), "user_id": nullable(uuid()), "team_id": nullable(uuid()),
+        "user_ids": { "type": "array", "items": uuid() }, "territories": { "type": "array", "items": territory.clone() },
+        "last_assigned_user_id": nullable(uuid()), "version": { "type": "integer" }, "created_at": date_time(), "updated_at": date_time() } });
+    let arule_input = json!({ "type": "object", "required": ["name", "strategy"], "additionalProperties": false, "properties": {
+        "name": string_max(100), "object": { "type": "string", "enum": ["leads"] }, "conditions": { "type": "array", "maxItems": 20, "items": condition.clone() },
+        "strategy": strategy.clone(), "user_id": uuid(), "team_id": uuid(), "user_ids": { "type": "array", "maxItems": 200, "items": uuid() },
+        "territories": { "type": "array", "maxItems": 100, "items": territory.clone() }, "active": { "type": "boolean", "default": true },
+        "position": { "type": "integer", "minimum": 1, "description": "1-based place in the order; the end when absent." } } });
+    let arule_patch = json!({ "type": "object", "additionalProperties": false, "properties": {
+        "name": string_max(100), "conditions": { "type": "array", "maxItems": 20, "items": condition }, "strategy": strategy,
+        "user_id": nullable(uuid()), "team_id": nullable(uuid()), "user_ids": { "type": "array", "items": uuid() }, "territories": { "type": "array", "items": territory },
+        "active": { "type": "boolean" }, "position": { "type": "integer", "minimum": 1 }, "version": { "type": "integer" } } });
+    paths.add(
+        &format!("{C}/assignment/rules"),
+        "get",
+        Op::new("listAssignmentRules", assign, "Assignment rules")
+            .ok("200", "The rules in order.", data_list(arule.clone()))
+            .problems(MEMBER),
+    );
+    paths.add(&format!("{C}/assignment/rules"), "post",
+        Op::new("createAssignmentRule", assign, "Create an assignment rule")
+            .description("Admins only. On creating a lead without an owner (API, web, bulk, and imports with `run_assignment`), the first active rule whose conditions match and that can name an active member sets `owner_id`; the assignment is audited (`assign`, field `owner_id`, old `rule: <name>`, new the user id). Without a match the creator keeps the lead. Members named must belong to the company (422 naming the field).")
+            .body(arule_input).ok("201", "The rule.", arule.clone()).problems(ADMIN).problems(&[P::Conflict]).problems(BODY));
+    paths.add(&format!("{C}/assignment/rules/reorder"), "post",
+        Op::new("reorderAssignmentRules", assign, "Set the order of assignment rules")
+            .description("Admins only. `ids` lists every rule exactly once, first to last.")
+            .body(json!({ "type": "object", "required": ["ids"], "additionalProperties": false, "properties": { "ids": { "type": "array", "items": uuid() } } }))
+            .ok("200", "The rules in their new order.", data_list(arule.clone())).problems(ADMIN).problems(BODY));
+    paths.add(
+        &format!("{C}/assignment/rules/{{rule_id}}"),
+        "get",
+        Op::new("getAssignmentRule", assign, "An assignment rule").ok("200", "The rule.", arule.clone()).problems(MEMBER),
+    );
+    paths.add(
+        &format!("{C}/assignment/rules/{{rule_id}}"),
+        "patch",
+        Op::new("updateAssignmentRule", assign, "Change an assignment rule")
+            .description("Admins only. Absent keys stay; `position` moves the rule.")
+            .body(arule_patch)
+            .ok("200", "The rule.", arule)
+            .problems(ADMIN)
+            .problems(&[P::Conflict, P::PreconditionFailed])
+            .problems(BODY),
+    );
+    paths.add(
+        &format!("{C}/assignment/rules/{{rule_id}}"),
+        "delete",
+        Op::new("deleteAssignmentRule", assign, "Delete an assignment rule")
+            .description("Admins only.")
+            .no_content("Deleted.")
+            .problems(ADMIN),
+    );
+    paths.add(&format!("{C}/assignment/preview"), "post",
+        Op::new("previewAssignment", assign, "Which rule a sample lead would hit")
+            .description("Scores the sample (assignment rules may test `lead_score`; a given `values.lead_score` wins), then finds the rule that would fire and the user it would pick now. Takes no round-robin turn and writes nothing.")
+            .body(json!({ "type": "object", "additionalProperties": false, "properties": { "values": { "type": "object" }, "engagement": engagement_counts } }))
+            .ok("200", "The rule, user and score.", json!({ "type": "object", "properties": {
+                "assignment": { "type": ["object", "null"], "properties": { "rule_id": uuid(), "rule_name": { "type": "string" }, "strategy": { "type": "string" }, "user_id": uuid(), "territory": { "type": ["string", "null"] } } },
+                "user": { "type": ["object", "null"] }, "message": { "type": ["string", "null"] }, "score": score_preview } }))
+            .problems(MEMBER).problems(BODY));
+}
+
 fn tags() -> Vec<Value> {
     let mut tags = vec![
         json!({ "name": "Auth", "description": "Sign-up, sign-in, token refresh and sign-out." }),
@@ -2083,7 +2961,12 @@ fn tags() -> Vec<Value> {
         json!({ "name": "Stats", "description": "Counts and pipeline totals." }),
         json!({ "name": "Data", "description": "Import from CSV and XLSX, and export any list." }),
         json!({ "name": "Jobs", "description": "Background jobs and recurring schedules (Admins)." }),
+        json!({ "name": "Duplicates", "description": "Likely duplicates, merging, dismissing, the duplicate policy and whole-base scans." }),
+        json!({ "name": "Privacy", "description": "Consent logs, do-not-disturb, data-subject export and erasure, data quality and governance policies." }),
+        json!({ "name": "Scoring", "description": "Lead scoring rule sets, score previews, the predictive model, a lead's score card and engagement events." }),
+        json!({ "name": "Assignment", "description": "Ordered assignment rules that pick the owner of new leads, and previews." }),
         json!({ "name": "Audit", "description": "The hash-chained audit trail." }),
+        json!({ "name": "System log", "description": "The server's structured log of a company's requests (Admins)." }),
         json!({ "name": "Docs", "description": "This document and its reference page." }),
         json!({ "name": "Operations", "description": "Health checks and metrics for operators." }),
     ]);
@@ -2095,6 +2978,10 @@ pub fn document() -> Value {
     let mut schemas = shared_schemas();
     let mut paths = Paths::default();
     fixed_paths(&mut paths);
+    lead_journey_paths(&mut paths);
+    dedupe_paths(&mut paths);
+    privacy_paths(&mut paths);
+    scoring_paths(&mut paths);
     for o in corvid_core::objects() {
         object_schemas(o, &mut schemas);
         object_paths(o, &mut paths);

@@ -208,3 +208,217 @@ async fn bad_files_get_a_clear_message_and_write_nothing() {
         assert_eq!(app.count("SELECT COUNT(*) FROM imports").await, 0);
     }
 }
+
+#[tokio::test]
+async fn templates_through_the_api_map_imports_by_heading() {
+    for app in TestApp::all().await {
+        let runtime = Runtime::start(app.db.clone(), Registry::builtin(), 1);
+        let s = app.register("owner@apitpl.test", "Api Template Co").await;
+        let custom = app.post(&s, &s.path("metadata/objects/leads/fields"), json!({"name": "Shoe size", "type": "integer"})).await;
+        assert_eq!(custom.status, StatusCode::CREATED, "{custom:?}");
+        let cf = custom.body["name"].as_str().expect("custom field name").to_string();
+        let tpl = json!({"object": "leads", "name": "Trade fair", "mapping": {"Nachname": "last_name", "E-Mail": "email", "Schuh": cf, "Notiz": null}});
+        let r = app.post(&s, &s.path("data/import-templates"), tpl.clone()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+        let id = r.body["id"].as_str().expect("id").to_string();
+        // Saving under the same name replaces the mapping.
+        let mut changed = tpl.clone();
+        changed["mapping"]["Firma"] = json!("company_name");
+        let r = app.post(&s, &s.path("data/import-templates"), changed).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        assert_eq!(r.body["id"].as_str(), Some(id.as_str()));
+        let list = app.get(&s, &s.path("data/import-templates?object=leads")).await;
+        assert_eq!(list.body["data"].as_array().map(Vec::len), Some(1));
+        assert_eq!(list.body["data"][0]["mapping"]["Firma"], "company_name");
+        assert_eq!(app.get(&s, &s.path("data/import-templates?object=accounts")).await.body["data"], json!([]));
+
+        // The file's headings differ in case and punctuation; the template still applies.
+        let file = "nachname,E MAIL,schuh,Firma,Notiz\nWeber,weber@example.de,44,Weber GmbH,ignore me\n";
+        let r = upload(&app, &s, "data/validate", &[("object", "leads"), ("template_id", &id)], "fair.csv", file.as_bytes(), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        assert_eq!(r.body["mapping"], json!(["last_name", "email", cf, "company_name", null]));
+        let r = upload(&app, &s, "data/import", &[("object", "leads"), ("template_id", &id)], "fair.csv", file.as_bytes(), None).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+        let done = wait_done(&app, &s, r.body["id"].as_str().expect("id")).await;
+        assert_eq!(done["created"], 1, "{done}");
+        let lead = app.get(&s, &s.path("leads?filter[email]=weber@example.de")).await;
+        assert_eq!(lead.body["data"][0]["company_name"], "Weber GmbH");
+        assert_eq!(lead.body["data"][0][cf.as_str()], 44);
+
+        // Refusals: both mapping and template, a template of another object, another
+        // company's template, malformed ids, bad templates; none writes anything.
+        let other = app.register("other@apitpl.test", "Other Api Template Co").await;
+        let theirs = app
+            .post(&other, &other.path("data/import-templates"), json!({"object": "leads", "name": "X", "mapping": {"Email": "email"}}))
+            .await;
+        let theirs = theirs.body["id"].as_str().expect("id").to_string();
+        let acc =
+            app.post(&s, &s.path("data/import-templates"), json!({"object": "accounts", "name": "Acc", "mapping": {"Name": "name"}})).await;
+        let acc = acc.body["id"].as_str().expect("id").to_string();
+        let before = app.snapshot().await;
+        let imports = app.count("SELECT COUNT(*) FROM imports").await;
+        for (fields, status, field) in [
+            (
+                vec![("object", "leads"), ("template_id", id.as_str()), ("mapping", "[\"email\"]")],
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "template_id",
+            ),
+            (vec![("object", "leads"), ("template_id", acc.as_str())], StatusCode::UNPROCESSABLE_ENTITY, "template_id"),
+            (vec![("object", "leads"), ("template_id", "not-a-uuid")], StatusCode::UNPROCESSABLE_ENTITY, "template_id"),
+            (vec![("object", "leads"), ("template_id", theirs.as_str())], StatusCode::NOT_FOUND, ""),
+        ] {
+            for route in ["data/import", "data/validate"] {
+                let r = upload(&app, &s, route, &fields, "x.csv", b"Email\na@b.in\n", None).await;
+                assert_eq!(r.status, status, "{route} {fields:?}: {r:?}");
+                assert!(is_problem(&r), "{r:?}");
+                if !field.is_empty() {
+                    assert!(errors_name(&r, field), "{route} {fields:?}: {r:?}");
+                }
+            }
+        }
+        let huge = "n".repeat(81);
+        for (body, field) in [
+            (json!({"object": "leads", "name": "", "mapping": {"Email": "email"}}), "name"),
+            (json!({"object": "leads", "name": huge, "mapping": {"Email": "email"}}), "name"),
+            (json!({"object": "widgets", "name": "W", "mapping": {"Email": "email"}}), "object"),
+            (json!({"object": "leads", "name": "W", "mapping": {"Email": "nope"}}), "mapping.Email"),
+            (json!({"object": "leads", "name": "W", "mapping": {"Email": "email", "Mail": "email"}}), "mapping.Mail"),
+            (json!({"object": "leads", "name": "W", "mapping": {"Email": 5}}), "mapping.Email"),
+            (json!({"object": "leads", "name": "W", "mapping": {"Email": null}}), "mapping"),
+            (json!({"object": "leads", "name": "W", "mapping": {"Converted": "converted_at"}}), "mapping.Converted"),
+            (json!({"object": "leads", "name": "W", "mapping": {}, "extra": 1}), "extra"),
+            (json!({"object": "leads", "name": "W"}), "mapping"),
+        ] {
+            let r = app.post(&s, &s.path("data/import-templates"), body.clone()).await;
+            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {r:?}");
+            assert!(errors_name(&r, field), "{body}: {r:?}");
+        }
+        assert_eq!(app.delete(&s, &s.path(&format!("data/import-templates/{theirs}"))).await.status, StatusCode::NOT_FOUND);
+        assert_eq!(app.delete(&s, &s.path("data/import-templates/not-a-uuid")).await.status, StatusCode::BAD_REQUEST);
+        assert_eq!(app.count("SELECT COUNT(*) FROM imports").await, imports);
+        assert_eq!(app.count("SELECT COUNT(*) FROM import_templates").await, 3);
+        assert_eq!(app.snapshot().await, before);
+
+        // Read Only and Sales Rep members read templates but cannot change them or import.
+        for role in ["read_only", "sales_rep"] {
+            let m = app.member(&s, &format!("{role}@apitpl.test"), role).await;
+            assert_eq!(app.get(&m, &s.path("data/import-templates")).await.status, StatusCode::OK);
+            let r = app
+                .post(&m, &s.path("data/import-templates"), json!({"object": "leads", "name": "Mine", "mapping": {"Email": "email"}}))
+                .await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{role}: {r:?}");
+            assert_eq!(app.delete(&m, &s.path(&format!("data/import-templates/{id}"))).await.status, StatusCode::FORBIDDEN);
+            let r = upload(&app, &m, "data/import", &[("object", "leads")], "x.csv", b"Email,Last Name\na@b.in,A\n", None).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{role}: {r:?}");
+            let r = upload(&app, &m, "data/validate", &[("object", "leads")], "x.csv", b"Email,Last Name\na@b.in,A\n", None).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{role}: {r:?}");
+        }
+        let manager = app.member(&s, "manager@apitpl.test", "manager").await;
+        let r = app
+            .post(&manager, &s.path("data/import-templates"), json!({"object": "leads", "name": "Mgr", "mapping": {"Email": "email"}}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+
+        assert_eq!(app.delete(&s, &s.path(&format!("data/import-templates/{id}"))).await.status, StatusCode::NO_CONTENT);
+        assert_eq!(app.delete(&s, &s.path(&format!("data/import-templates/{id}"))).await.status, StatusCode::NOT_FOUND);
+        let r = upload(&app, &s, "data/validate", &[("object", "leads"), ("template_id", &id)], "x.csv", b"Email\na@b.in\n", None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "a deleted template");
+        let v = app.get(&s, &s.path("audit/verify")).await;
+        assert_eq!(v.body["ok"], true);
+        let audited = app.get(&s, &s.path("audit?object=import_templates")).await;
+        assert!(audited.text.contains("\"action\":\"delete\""), "{audited:?}");
+        runtime.shutdown().await;
+    }
+}
+
+/// An XLSX written by the export engine's writer, read back row by row.
+fn xlsx_file(rows: &[Vec<&str>]) -> Vec<u8> {
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let sheet = wb.add_worksheet();
+    for (r, row) in rows.iter().enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            if let Ok(n) = v.parse::<f64>() {
+                sheet.write_number(r as u32, c as u16, n).expect("write");
+            } else if !v.is_empty() {
+                sheet.write_string(r as u32, c as u16, *v).expect("write");
+            }
+        }
+    }
+    wb.save_to_buffer().expect("xlsx")
+}
+
+#[tokio::test]
+async fn xlsx_imports_stream_rows_and_report_a_total() {
+    for app in TestApp::all().await {
+        let runtime = Runtime::start(app.db.clone(), Registry::builtin(), 1);
+        let s = app.register("owner@xlsx.test", "Xlsx Co").await;
+        let mut rows: Vec<Vec<String>> = vec![vec!["Last Name".into(), "Email".into(), "Phone".into(), String::new()]];
+        for i in 0..1100 {
+            rows.push(vec![format!("Sheet{i}"), format!("sheet{i}@example.in"), format!("98765{:05}", i), String::new()]);
+        }
+        // A blank row in the middle keeps the spreadsheet's row numbers; a bad row fails.
+        rows.push(Vec::new());
+        rows.push(vec!["Broken".into(), "broken-at-example".into(), String::new(), String::new()]);
+        let refs: Vec<Vec<&str>> = rows.iter().map(|r| r.iter().map(String::as_str).collect()).collect();
+        let file = xlsx_file(&refs);
+        let r = upload(&app, &s, "data/validate", &[("object", "leads")], "sheet.xlsx", &file, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        assert_eq!(r.body["sniffed"]["kind"], "xlsx");
+        assert_eq!(r.body["sniffed"]["headers"], json!(["Last Name", "Email", "Phone"]), "empty trailing headings are not columns");
+        assert_eq!(r.body["rows"][0]["cells"], json!(["Sheet0", "sheet0@example.in", "9876500000"]));
+        let r =
+            upload(&app, &s, "data/import", &[("object", "leads"), ("options", r#"{"run_assignment": true}"#)], "sheet.xlsx", &file, None)
+                .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+        let done = wait_done(&app, &s, r.body["id"].as_str().expect("id")).await;
+        assert_eq!(done["state"], "succeeded", "{done}");
+        assert_eq!(done["created"], 1100);
+        assert_eq!(done["failed"], 1);
+        assert_eq!(done["rows_total"], 1102);
+        assert_eq!(done["rows_done"], 1102);
+        assert_eq!(done["options"]["run_assignment"], true);
+        assert_eq!(done["errors"][0]["row"], 1103, "the spreadsheet's own row number");
+        // The job reports the same total once it has finished too.
+        let job_path = s.path(&format!("jobs/{}", done["job_id"].as_str().expect("job")));
+        let mut job = app.get(&s, &job_path).await;
+        for _ in 0..200 {
+            if job.body["state"] == "succeeded" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            job = app.get(&s, &job_path).await;
+        }
+        assert_eq!(job.body["state"], "succeeded", "{job:?}");
+        assert_eq!(job.body["progress_total"], 1102, "{job:?}");
+        let files = std::fs::read_dir(app.data.path().join("imports")).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(files, 0, "the stored file is removed when the import ends");
+        runtime.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn the_run_assignment_option_decides_who_owns_imported_records() {
+    for app in TestApp::all().await {
+        let runtime = Runtime::start(app.db.clone(), Registry::builtin(), 1);
+        let s = app.register("owner@assign-import.test", "Assign Import Co").await;
+        let rep = app.member(&s, "rep@assign-import.test", "sales_rep").await;
+        let rule = app
+            .post(&s, &s.path("assignment/rules"), json!({"name": "Everything to the rep", "strategy": "user", "user_id": rep.user_id}))
+            .await;
+        assert_eq!(rule.status, StatusCode::CREATED, "{rule:?}");
+        for (run, file, owner) in [
+            (false, "Last Name,Email\nMine,mine@example.in\n", &s.user_id),
+            (true, "Last Name,Email\nTheirs,theirs@example.in\n", &rep.user_id),
+        ] {
+            let options = json!({"run_assignment": run}).to_string();
+            let r = upload(&app, &s, "data/import", &[("object", "leads"), ("options", &options)], "a.csv", file.as_bytes(), None).await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+            let done = wait_done(&app, &s, r.body["id"].as_str().expect("id")).await;
+            assert_eq!(done["created"], 1, "{done}");
+            let email = if run { "theirs@example.in" } else { "mine@example.in" };
+            let lead = app.get(&s, &s.path(&format!("leads?filter[email]={email}"))).await;
+            assert_eq!(lead.body["data"][0]["owner_id"].as_str(), Some(owner.as_str()), "run_assignment = {run}: {lead:?}");
+        }
+        runtime.shutdown().await;
+    }
+}

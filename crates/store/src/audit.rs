@@ -94,6 +94,30 @@ fn row_hash(
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
+/// The hash scheme of new rows. Version 1 hashed old and new values themselves; version 2
+/// hashes a salted digest of each, so that erasure can drop a value and its salt (keeping the
+/// digest) and the row still verifies, while the dropped value cannot be guessed back from
+/// the digest (the salt is random and gone).
+pub const HASH_V: i64 = 2;
+
+fn new_salt() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// What a version-2 row's hash covers of a value.
+fn value_digest(salt: &str, value: Option<&str>) -> Option<String> {
+    value.map(|v| {
+        let mut h = Sha256::new();
+        h.update(salt.as_bytes());
+        h.update([0u8]);
+        h.update(v.as_bytes());
+        hex::encode(h.finalize())
+    })
+}
+
 /// Creates the chain head for a new company.
 pub async fn init_head(tx: &mut Tx, company_id: Uuid) -> Result<()> {
     tx.execute(
@@ -123,12 +147,13 @@ pub async fn append(tx: &mut Tx, ctx: &AuditCtx, changes: &[Change]) -> Result<(
     let ua = clip(ctx.user_agent.clone());
     for chunk in changes.chunks(100) {
         let mut q = Q::new(
-            "INSERT INTO audit_log (id, company_id, seq, at, actor_id, object, record_id, action, field, old_value, new_value, ip, user_agent, request_id, prev_hash, hash) VALUES ",
+            "INSERT INTO audit_log (id, company_id, seq, at, actor_id, object, record_id, action, field, old_value, new_value, ip, user_agent, request_id, prev_hash, hash, hash_v, value_salt) VALUES ",
         );
         for (i, c) in chunk.iter().enumerate() {
             seq += 1;
             let old = clip(c.old.clone());
             let new = clip(c.new.clone());
+            let salt = new_salt();
             let hash = row_hash(
                 &prev,
                 seq,
@@ -139,8 +164,8 @@ pub async fn append(tx: &mut Tx, ctx: &AuditCtx, changes: &[Change]) -> Result<(
                 c.record_id,
                 &c.action,
                 c.field.as_deref(),
-                old.as_deref(),
-                new.as_deref(),
+                value_digest(&salt, old.as_deref()).as_deref(),
+                value_digest(&salt, new.as_deref()).as_deref(),
                 ip.as_deref(),
                 ua.as_deref(),
                 ctx.request_id.as_deref(),
@@ -164,6 +189,8 @@ pub async fn append(tx: &mut Tx, ctx: &AuditCtx, changes: &[Change]) -> Result<(
                 opt_text(ctx.request_id.clone()),
                 Value::Text(prev.clone()),
                 Value::Text(hash.clone()),
+                Value::Int(HASH_V),
+                Value::Text(salt),
             ];
             let placeholders: Vec<String> = vals.into_iter().map(|v| q.param(v)).collect();
             if i > 0 {
@@ -289,15 +316,33 @@ pub async fn verify(db: &Db, company_id: Uuid) -> Result<VerifyReport> {
     let mut last_seq = 0;
     let mut report = VerifyReport { company_id, rows: 0, ok: true, first_bad_seq: None, problem: None };
     loop {
-        let q = Q::new(format!("SELECT {ROW_COLS} FROM audit_log WHERE company_id = $1 AND seq > $2 ORDER BY seq LIMIT 5000"))
-            .bind(Value::Uuid(company_id))
-            .bind(Value::Int(last_seq));
-        let rows = db.fetch(&q, ROW_TYPES).await?;
+        let q = Q::new(format!(
+            "SELECT {ROW_COLS}, hash_v, value_salt, old_digest, new_digest FROM audit_log WHERE company_id = $1 AND seq > $2 ORDER BY seq LIMIT 5000"
+        ))
+        .bind(Value::Uuid(company_id))
+        .bind(Value::Int(last_seq));
+        let mut types = ROW_TYPES.to_vec();
+        types.extend([SqlType::Int, SqlType::Text, SqlType::Text, SqlType::Text]);
+        let rows = db.fetch(&q, &types).await?;
         if rows.is_empty() {
             break;
         }
         for r in rows {
+            let (hash_v, salt, old_digest, new_digest) = (r.int(15).unwrap_or(1), r.text(16), r.text(17), r.text(18));
             let (row, prev_hash) = to_row(r);
+            // Version 2 rows cover digests: recomputed from the value while it is there, the
+            // stored digest once the value was redacted.
+            let covered = |value: Option<&str>, digest: Option<String>| -> Option<String> {
+                if hash_v < 2 {
+                    value.map(str::to_string)
+                } else if value.is_some() {
+                    value_digest(salt.as_deref().unwrap_or(""), value)
+                } else {
+                    digest
+                }
+            };
+            let old_covered = covered(row.old_value.as_deref(), old_digest);
+            let new_covered = covered(row.new_value.as_deref(), new_digest);
             last_seq = row.seq;
             report.rows += 1;
             let recomputed = row_hash(
@@ -310,8 +355,8 @@ pub async fn verify(db: &Db, company_id: Uuid) -> Result<VerifyReport> {
                 row.record_id,
                 &row.action,
                 row.field.as_deref(),
-                row.old_value.as_deref(),
-                row.new_value.as_deref(),
+                old_covered.as_deref(),
+                new_covered.as_deref(),
                 row.ip.as_deref(),
                 row.user_agent.as_deref(),
                 row.request_id.as_deref(),
@@ -349,4 +394,56 @@ pub async fn verify(db: &Db, company_id: Uuid) -> Result<VerifyReport> {
         }
     }
     Ok(report)
+}
+
+/// What `redact` did: rows whose values were dropped, and older rows (hash version 1) that
+/// still hold values because dropping them would break the chain.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Redaction {
+    pub redacted: i64,
+    pub not_redactable: i64,
+}
+
+/// Drops the old and new values of a record's audit rows for `fields` (erasure), keeping
+/// each value's digest so the chain still verifies. Version 1 rows are left and counted.
+pub async fn redact(tx: &mut Tx, company_id: Uuid, object: &str, record_ids: &[Uuid], fields: &[String]) -> Result<Redaction> {
+    let mut out = Redaction::default();
+    if record_ids.is_empty() || fields.is_empty() {
+        return Ok(out);
+    }
+    for chunk in record_ids.chunks(200) {
+        let mut q = Q::new("SELECT id, hash_v, value_salt, old_value, new_value FROM audit_log WHERE company_id = ");
+        let p = q.param(Value::Uuid(company_id));
+        q.push(&p);
+        let p = q.param(Value::Text(object.into()));
+        q.push(&format!(" AND object = {p} AND record_id IN ("));
+        let ids: Vec<String> = chunk.iter().map(|id| q.param(Value::Uuid(*id))).collect();
+        q.push(&ids.join(", "));
+        q.push(") AND field IN (");
+        let fs: Vec<String> = fields.iter().map(|f| q.param(Value::Text(f.clone()))).collect();
+        q.push(&fs.join(", "));
+        q.push(") AND (old_value IS NOT NULL OR new_value IS NOT NULL)");
+        let rows = tx.fetch(&q, &[SqlType::Uuid, SqlType::Int, SqlType::Text, SqlType::Text, SqlType::Text]).await?;
+        for r in rows {
+            if r.int(1).unwrap_or(1) < 2 {
+                out.not_redactable += 1;
+                continue;
+            }
+            let salt = r.text(2).unwrap_or_default();
+            let opt_text = |v: Option<String>| v.map_or(Value::Null(SqlType::Text), Value::Text);
+            tx.execute(
+                &Q::new(
+                    "UPDATE audit_log SET old_digest = $1, new_digest = $2, old_value = NULL, new_value = NULL, value_salt = NULL \
+                     WHERE company_id = $3 AND id = $4",
+                )
+                .bind(opt_text(value_digest(&salt, r.text(3).as_deref())))
+                .bind(opt_text(value_digest(&salt, r.text(4).as_deref())))
+                .bind(Value::Uuid(company_id))
+                .bind(r.uuid(0).map_or(Value::Null(SqlType::Uuid), Value::Uuid)),
+            )
+            .await?;
+            out.redacted += 1;
+        }
+    }
+    Ok(out)
 }

@@ -331,3 +331,475 @@ pub async fn login_succeeded(db: &Db, key: &str) -> Result<()> {
     db.execute(&Q::new("DELETE FROM login_failures WHERE key = $1").bind(Value::Text(key.into()))).await?;
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------
+// Security log of a person (not of a company): password, second factor, sessions.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SecurityEvent {
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    pub action: String,
+    pub detail: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+fn opt_text(s: Option<&str>, max: usize) -> Value {
+    s.map_or(Value::Null(SqlType::Text), |s| Value::Text(s.chars().take(max).collect()))
+}
+
+/// Appends to a user's security log (append-only; shown to the user on their Security page).
+pub async fn record_event(db: &Db, user_id: Uuid, action: &str, detail: Option<&str>, ctx: &crate::audit::AuditCtx) -> Result<()> {
+    let q = Q::new(
+        "INSERT INTO security_events (id, user_id, at, action, detail, ip, user_agent, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(Value::Uuid(new_id()))
+    .bind(Value::Uuid(user_id))
+    .bind(Value::Timestamp(now_micros()))
+    .bind(Value::Text(action.into()))
+    .bind(opt_text(detail, 500))
+    .bind(opt_text(ctx.ip.as_deref(), 100))
+    .bind(opt_text(ctx.user_agent.as_deref(), 512))
+    .bind(opt_text(ctx.request_id.as_deref(), 100));
+    db.execute(&q).await?;
+    Ok(())
+}
+
+pub async fn security_events(db: &Db, user_id: Uuid, limit: i64) -> Result<Vec<SecurityEvent>> {
+    let q = Q::new(
+        "SELECT id, at, action, detail, ip, user_agent, request_id FROM security_events WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+    )
+    .bind(Value::Uuid(user_id))
+    .bind(Value::Int(limit.clamp(1, 500)));
+    let types = [SqlType::Uuid, SqlType::Timestamp, SqlType::Text, SqlType::Text, SqlType::Text, SqlType::Text, SqlType::Text];
+    Ok(db
+        .fetch(&q, &types)
+        .await?
+        .into_iter()
+        .map(|r| SecurityEvent {
+            id: r.uuid(0).unwrap_or_default(),
+            at: r.timestamp(1).unwrap_or_default(),
+            action: r.text(2).unwrap_or_default(),
+            detail: r.text(3),
+            ip: r.text(4),
+            user_agent: r.text(5),
+            request_id: r.text(6),
+        })
+        .collect())
+}
+
+// ---------------------------------------------------------------------------------------
+// Password reset by emailed link
+// ---------------------------------------------------------------------------------------
+
+/// How long a reset link works.
+pub const RESET_MINUTES: i64 = 30;
+/// Reset links sent per account per hour; more requests are silently ignored, so a stranger
+/// cannot flood someone's mailbox (and the answer never says whether an account exists).
+pub const RESETS_PER_HOUR: i64 = 3;
+
+/// Issues a single-use reset token for a user (older unused links stop working). `None` when
+/// the hourly allowance is spent.
+pub async fn create_password_reset(db: &Db, user_id: Uuid, ip: Option<&str>) -> Result<Option<String>> {
+    let now = now_micros();
+    let mut tx = db.begin().await?;
+    let recent = tx
+        .fetch_one(
+            &Q::new("SELECT COUNT(*) FROM password_resets WHERE user_id = $1 AND created_at > $2")
+                .bind(Value::Uuid(user_id))
+                .bind(Value::Timestamp(now - Duration::hours(1))),
+            &[SqlType::Int],
+        )
+        .await?
+        .and_then(|r| r.int(0))
+        .unwrap_or(0);
+    if recent >= RESETS_PER_HOUR {
+        return Ok(None);
+    }
+    tx.execute(
+        &Q::new("UPDATE password_resets SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
+            .bind(Value::Timestamp(now))
+            .bind(Value::Uuid(user_id)),
+    )
+    .await?;
+    let token = random_token("cvp_");
+    tx.execute(
+        &Q::new("INSERT INTO password_resets (id, user_id, token_hash, created_at, expires_at, ip) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(Value::Uuid(new_id()))
+            .bind(Value::Uuid(user_id))
+            .bind(Value::Text(token_hash(&token)))
+            .bind(Value::Timestamp(now))
+            .bind(Value::Timestamp(now + Duration::minutes(RESET_MINUTES)))
+            .bind(opt_text(ip, 100)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(token))
+}
+
+/// Whether a reset token would be accepted now (for the "set a new password" page).
+pub async fn password_reset_valid(db: &Db, token: &str) -> Result<bool> {
+    if token.len() > 200 {
+        return Ok(false);
+    }
+    let q = Q::new("SELECT 1 FROM password_resets WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2")
+        .bind(Value::Text(token_hash(token)))
+        .bind(Value::Timestamp(now_micros()));
+    Ok(db.fetch_one(&q, &[SqlType::Int]).await?.is_some())
+}
+
+/// Spends a reset token: sets the password and ends every session and refresh family of the
+/// user, in one transaction. `None` if the token is unknown, used or expired. Spending is a
+/// conditional update, so two concurrent uses cannot both succeed.
+pub async fn reset_password(db: &Db, token: &str, new_password: &str) -> Result<Option<Uuid>> {
+    if token.len() > 200 {
+        return Ok(None);
+    }
+    let hash = hash_password(new_password)?;
+    let now = now_micros();
+    let mut tx = db.begin().await?;
+    let spent = tx
+        .execute(
+            &Q::new("UPDATE password_resets SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1")
+                .bind(Value::Timestamp(now))
+                .bind(Value::Text(token_hash(token))),
+        )
+        .await?;
+    if spent != 1 {
+        return Ok(None);
+    }
+    let Some(user_id) = tx
+        .fetch_one(
+            &Q::new("SELECT user_id FROM password_resets WHERE token_hash = $1").bind(Value::Text(token_hash(token))),
+            &[SqlType::Uuid],
+        )
+        .await?
+        .and_then(|r| r.uuid(0))
+    else {
+        return Ok(None);
+    };
+    tx.execute(
+        &Q::new("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3 AND is_active = $4")
+            .bind(Value::Text(hash))
+            .bind(Value::Timestamp(now))
+            .bind(Value::Uuid(user_id))
+            .bind(Value::Bool(true)),
+    )
+    .await?;
+    for sql in [
+        "UPDATE password_resets SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
+        "UPDATE web_sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        "UPDATE mfa_challenges SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
+    ] {
+        tx.execute(&Q::new(sql).bind(Value::Timestamp(now)).bind(Value::Uuid(user_id))).await?;
+    }
+    tx.commit().await?;
+    Ok(Some(user_id))
+}
+
+// ---------------------------------------------------------------------------------------
+// Sessions: API sign-ins (refresh families) and browser sessions, listed and revoked together.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionInfo {
+    /// A refresh family id (API) or the stored hash of the cookie (web); never the secret.
+    pub id: String,
+    /// `api` or `web`.
+    pub kind: &'static str,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub current: bool,
+}
+
+/// The user's live sessions, most recently used first. `current_*` mark the caller's own.
+pub async fn list_sessions(db: &Db, user_id: Uuid, current_family: Option<Uuid>, current_web: Option<&str>) -> Result<Vec<SessionInfo>> {
+    let now = now_micros();
+    let api = Q::new(
+        "SELECT t.family_id, f.first_at, f.last_at, t.ip, t.user_agent FROM refresh_tokens t \
+         JOIN (SELECT family_id, MIN(created_at) AS first_at, MAX(created_at) AS last_at, MAX(expires_at) AS until_at \
+               FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL GROUP BY family_id) f \
+           ON f.family_id = t.family_id AND t.created_at = f.last_at \
+         WHERE t.user_id = $1 AND t.revoked_at IS NULL AND f.until_at > $2",
+    )
+    .bind(Value::Uuid(user_id))
+    .bind(Value::Timestamp(now));
+    let mut out: Vec<SessionInfo> = db
+        .fetch(&api, &[SqlType::Uuid, SqlType::Timestamp, SqlType::Timestamp, SqlType::Text, SqlType::Text])
+        .await?
+        .into_iter()
+        .filter_map(|r| {
+            let family = r.uuid(0)?;
+            Some(SessionInfo {
+                id: family.to_string(),
+                kind: "api",
+                created_at: r.timestamp(1).unwrap_or_default(),
+                last_used_at: r.timestamp(2).unwrap_or_default(),
+                ip: r.text(3),
+                user_agent: r.text(4),
+                current: current_family == Some(family),
+            })
+        })
+        .collect();
+    let current_hash = current_web.map(token_hash);
+    let web = Q::new(
+        "SELECT id_hash, created_at, last_seen_at, ip, user_agent FROM web_sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2",
+    )
+    .bind(Value::Uuid(user_id))
+    .bind(Value::Timestamp(now));
+    for r in db.fetch(&web, &[SqlType::Text, SqlType::Timestamp, SqlType::Timestamp, SqlType::Text, SqlType::Text]).await? {
+        let id = r.text(0).unwrap_or_default();
+        out.push(SessionInfo {
+            current: current_hash.as_deref() == Some(id.as_str()),
+            id,
+            kind: "web",
+            created_at: r.timestamp(1).unwrap_or_default(),
+            last_used_at: r.timestamp(2).unwrap_or_default(),
+            ip: r.text(3),
+            user_agent: r.text(4),
+        });
+    }
+    out.sort_by(|a, b| b.last_used_at.cmp(&a.last_used_at).then_with(|| a.id.cmp(&b.id)));
+    Ok(out)
+}
+
+/// Ends one of the user's sessions by the id `list_sessions` gave. False when it is not
+/// theirs, unknown or already ended.
+pub async fn revoke_session(db: &Db, user_id: Uuid, id: &str) -> Result<bool> {
+    let now = Value::Timestamp(now_micros());
+    let q = if let Ok(family) = Uuid::parse_str(id) {
+        Q::new("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND user_id = $3 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(Value::Uuid(family))
+            .bind(Value::Uuid(user_id))
+    } else if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Q::new("UPDATE web_sessions SET revoked_at = $1 WHERE id_hash = $2 AND user_id = $3 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(Value::Text(id.to_ascii_lowercase()))
+            .bind(Value::Uuid(user_id))
+    } else {
+        return Ok(false);
+    };
+    Ok(db.execute(&q).await? > 0)
+}
+
+/// Signs the user out everywhere: every browser session and every API session. Personal API
+/// tokens are separate credentials and stay until revoked one by one.
+pub async fn revoke_all_sessions(db: &Db, user_id: Uuid) -> Result<()> {
+    crate::web::end_all_sessions(db, user_id, None).await
+}
+
+// ---------------------------------------------------------------------------------------
+// TOTP second factor and recovery codes
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct Totp {
+    /// Base32 secret, as shown to the user at enrolment.
+    pub secret: String,
+    pub enabled: bool,
+    pub last_step: Option<i64>,
+}
+
+pub async fn totp(db: &Db, user_id: Uuid) -> Result<Option<Totp>> {
+    let q = Q::new("SELECT secret, enabled_at, last_step FROM user_totp WHERE user_id = $1").bind(Value::Uuid(user_id));
+    Ok(db.fetch_one(&q, &[SqlType::Text, SqlType::Timestamp, SqlType::Int]).await?.map(|r| Totp {
+        secret: r.text(0).unwrap_or_default(),
+        enabled: r.timestamp(1).is_some(),
+        last_step: r.int(2),
+    }))
+}
+
+pub async fn totp_enabled(db: &Db, user_id: Uuid) -> Result<bool> {
+    Ok(totp(db, user_id).await?.is_some_and(|t| t.enabled))
+}
+
+/// Starts (or restarts) enrolment with a new secret. False if two-factor is already on.
+pub async fn totp_begin(db: &Db, user_id: Uuid, secret: &str) -> Result<bool> {
+    let q = Q::new(
+        "INSERT INTO user_totp (user_id, secret, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, created_at = excluded.created_at, last_step = NULL \
+         WHERE user_totp.enabled_at IS NULL",
+    )
+    .bind(Value::Uuid(user_id))
+    .bind(Value::Text(secret.into()))
+    .bind(Value::Timestamp(now_micros()));
+    Ok(db.execute(&q).await? > 0)
+}
+
+/// Ten fresh recovery codes (80 random bits each, shown once, stored hashed).
+pub fn new_recovery_codes() -> Vec<String> {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut rng = rand::thread_rng();
+    (0..10)
+        .map(|_| {
+            let mut bytes = [0u8; 16];
+            rng.fill_bytes(&mut bytes);
+            let chars: String = bytes.iter().map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char).collect();
+            format!("{}-{}-{}-{}", &chars[0..4], &chars[4..8], &chars[8..12], &chars[12..16])
+        })
+        .collect()
+}
+
+/// A recovery code as typed: case, spaces and dashes do not matter.
+pub fn recovery_code_hash(code: &str) -> String {
+    let clean: String = code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect();
+    token_hash(&format!("recovery:{clean}"))
+}
+
+async fn store_recovery_codes(tx: &mut Tx, user_id: Uuid, codes: &[String]) -> Result<()> {
+    tx.execute(&Q::new("DELETE FROM recovery_codes WHERE user_id = $1").bind(Value::Uuid(user_id))).await?;
+    let now = now_micros();
+    for c in codes {
+        tx.execute(
+            &Q::new("INSERT INTO recovery_codes (id, user_id, code_hash, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(Value::Uuid(new_id()))
+                .bind(Value::Uuid(user_id))
+                .bind(Value::Text(recovery_code_hash(c)))
+                .bind(Value::Timestamp(now)),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Turns two-factor on after the first good code (its step is remembered so it cannot be
+/// replayed) and stores the recovery codes. False if there is no pending enrolment.
+pub async fn totp_enable(db: &Db, user_id: Uuid, step: i64, codes: &[String]) -> Result<bool> {
+    let mut tx = db.begin().await?;
+    let n = tx
+        .execute(
+            &Q::new("UPDATE user_totp SET enabled_at = $1, last_step = $2 WHERE user_id = $3 AND enabled_at IS NULL")
+                .bind(Value::Timestamp(now_micros()))
+                .bind(Value::Int(step))
+                .bind(Value::Uuid(user_id)),
+        )
+        .await?;
+    if n != 1 {
+        return Ok(false);
+    }
+    store_recovery_codes(&mut tx, user_id, codes).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Accepts a verified code's time step once: a step at or before the last accepted one is a
+/// replay. Atomic, so two requests with the same code cannot both pass.
+pub async fn totp_accept_step(db: &Db, user_id: Uuid, step: i64) -> Result<bool> {
+    let q = Q::new(
+        "UPDATE user_totp SET last_step = $1 WHERE user_id = $2 AND enabled_at IS NOT NULL AND (last_step IS NULL OR last_step < $1)",
+    )
+    .bind(Value::Int(step))
+    .bind(Value::Uuid(user_id));
+    Ok(db.execute(&q).await? == 1)
+}
+
+/// Spends a recovery code. False if it is not one of the user's unused codes.
+pub async fn use_recovery_code(db: &Db, user_id: Uuid, code: &str) -> Result<bool> {
+    if code.len() > 100 {
+        return Ok(false);
+    }
+    let q = Q::new("UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL")
+        .bind(Value::Timestamp(now_micros()))
+        .bind(Value::Uuid(user_id))
+        .bind(Value::Text(recovery_code_hash(code)));
+    Ok(db.execute(&q).await? > 0)
+}
+
+pub async fn recovery_codes_left(db: &Db, user_id: Uuid) -> Result<i64> {
+    let q = Q::new("SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL").bind(Value::Uuid(user_id));
+    Ok(db.fetch_one(&q, &[SqlType::Int]).await?.and_then(|r| r.int(0)).unwrap_or(0))
+}
+
+/// Replaces the recovery codes (the old ones stop working).
+pub async fn replace_recovery_codes(db: &Db, user_id: Uuid, codes: &[String]) -> Result<()> {
+    let mut tx = db.begin().await?;
+    store_recovery_codes(&mut tx, user_id, codes).await?;
+    tx.commit().await
+}
+
+/// Turns two-factor off and forgets the secret and recovery codes.
+pub async fn totp_disable(db: &Db, user_id: Uuid) -> Result<bool> {
+    let mut tx = db.begin().await?;
+    let n = tx.execute(&Q::new("DELETE FROM user_totp WHERE user_id = $1").bind(Value::Uuid(user_id))).await?;
+    tx.execute(&Q::new("DELETE FROM recovery_codes WHERE user_id = $1").bind(Value::Uuid(user_id))).await?;
+    tx.commit().await?;
+    Ok(n > 0)
+}
+
+/// How long the second step of a sign-in may take, and how many codes it may try.
+pub const MFA_CHALLENGE_MINUTES: i64 = 5;
+pub const MFA_MAX_ATTEMPTS: i64 = 5;
+
+/// Issued when the password was right and a second factor is needed.
+pub async fn create_mfa_challenge(db: &Db, user_id: Uuid) -> Result<String> {
+    let token = random_token("cvm_");
+    let now = now_micros();
+    db.execute(
+        &Q::new("INSERT INTO mfa_challenges (token_hash, user_id, created_at, expires_at, attempts) VALUES ($1, $2, $3, $4, 0)")
+            .bind(Value::Text(token_hash(&token)))
+            .bind(Value::Uuid(user_id))
+            .bind(Value::Timestamp(now))
+            .bind(Value::Timestamp(now + Duration::minutes(MFA_CHALLENGE_MINUTES))),
+    )
+    .await?;
+    Ok(token)
+}
+
+/// The user of a live challenge (unused, unexpired, attempts left).
+pub async fn mfa_challenge_user(db: &Db, token: &str) -> Result<Option<Uuid>> {
+    if token.len() > 200 {
+        return Ok(None);
+    }
+    let q = Q::new("SELECT user_id FROM mfa_challenges WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 AND attempts < $3")
+        .bind(Value::Text(token_hash(token)))
+        .bind(Value::Timestamp(now_micros()))
+        .bind(Value::Int(MFA_MAX_ATTEMPTS));
+    Ok(db.fetch_one(&q, &[SqlType::Uuid]).await?.and_then(|r| r.uuid(0)))
+}
+
+pub async fn mfa_challenge_failed(db: &Db, token: &str) -> Result<()> {
+    db.execute(&Q::new("UPDATE mfa_challenges SET attempts = attempts + 1 WHERE token_hash = $1").bind(Value::Text(token_hash(token))))
+        .await?;
+    Ok(())
+}
+
+/// Spends a challenge once it is answered. False if it was spent meanwhile.
+pub async fn mfa_challenge_spend(db: &Db, token: &str) -> Result<bool> {
+    let q = Q::new("UPDATE mfa_challenges SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1")
+        .bind(Value::Timestamp(now_micros()))
+        .bind(Value::Text(token_hash(token)));
+    Ok(db.execute(&q).await? == 1)
+}
+
+// ---------------------------------------------------------------------------------------
+// Access-token signing keys, kept in `schema_settings` so every node shares them.
+// ---------------------------------------------------------------------------------------
+
+pub const JWT_CURRENT: &str = "jwt_secret";
+pub const JWT_PREVIOUS: &str = "jwt_secret_previous";
+
+/// The stored signing secrets: (current, previous).
+pub async fn jwt_secrets(db: &Db) -> Result<(Option<String>, Option<String>)> {
+    Ok((crate::migrate::get_setting(db, JWT_CURRENT).await?, crate::migrate::get_setting(db, JWT_PREVIOUS).await?))
+}
+
+/// Makes `new_secret` the signing key; the current one becomes the previous key, which is
+/// still accepted, so tokens already issued keep working until they expire.
+pub async fn rotate_jwt_secret(db: &Db, new_secret: &str) -> Result<()> {
+    let mut tx = db.begin().await?;
+    let sql = format!("SELECT value FROM schema_settings WHERE key = $1{}", tx.for_update());
+    let current = tx.fetch_one(&Q::new(sql).bind(Value::Text(JWT_CURRENT.into())), &[SqlType::Text]).await?.and_then(|r| r.text(0));
+    let upsert = "INSERT INTO schema_settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+    if let Some(current) = current {
+        tx.execute(&Q::new(upsert).bind(Value::Text(JWT_PREVIOUS.into())).bind(Value::Text(current))).await?;
+    }
+    tx.execute(&Q::new(upsert).bind(Value::Text(JWT_CURRENT.into())).bind(Value::Text(new_secret.into()))).await?;
+    tx.commit().await
+}

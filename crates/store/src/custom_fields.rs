@@ -53,6 +53,7 @@ fn to_field(
         custom: true,
         section: "Custom fields".into(),
         default: None,
+        since: 1,
     })
 }
 

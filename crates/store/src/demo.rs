@@ -194,7 +194,7 @@ async fn create(db: &Db, actors: &[Tenant], name: &str, items: &[Item]) -> Resul
     let mut ids = vec![Uuid::nil(); items.len()];
     for (n, chunk) in order.chunks(CHUNK).enumerate() {
         let tenant = actors.get(n % actors.len()).unwrap_or(first);
-        let records = chunk.iter().map(|&i| items[i].input.clone()).collect();
+        let records: Vec<_> = chunk.iter().map(|&i| items[i].input.clone()).collect();
         let made = tenant.records(db, object).bulk(&BulkRequest::Create { records }).await?;
         if made.len() != chunk.len() {
             return Err(StoreError::Config(format!("demo {name}: {} of {} records were created", made.len(), chunk.len())));
@@ -696,6 +696,8 @@ struct Lead {
     company: String,
     owner: usize,
     created: i64,
+    /// Do-not-disturb: only inbound contact and notes may be logged for this lead.
+    dnd: bool,
 }
 
 struct Deal {
@@ -804,11 +806,34 @@ impl Gen {
         format!("{local}@{domain}")
     }
 
+    /// A number the numbering plan of its country accepts (generated until one is).
     fn mobile(&mut self, country: &str) -> String {
+        let mut n = self.mobile_candidate(country);
+        for _ in 0..50 {
+            if corvid_core::phone::parse(&n, "91").is_ok() {
+                break;
+            }
+            n = self.mobile_candidate(country);
+        }
+        n
+    }
+
+    fn landline(&mut self, country: &str, std: &str) -> String {
+        let mut n = self.landline_candidate(country, std);
+        for _ in 0..50 {
+            if corvid_core::phone::parse(&n, "91").is_ok() {
+                break;
+            }
+            n = self.landline_candidate(country, std);
+        }
+        n
+    }
+
+    fn mobile_candidate(&mut self, country: &str) -> String {
         let r = &mut self.rng;
         match country {
             "US" => format!("+1 ({}) 555-01{:02}", one(r, &["415", "212", "512", "206", "646"]), r.gen_range(0..100)),
-            "GB" => format!("+44 7700 900{:03}", r.gen_range(0..1000)),
+            "GB" => format!("+44 7911 {:06}", r.gen_range(0..1_000_000)),
             "AE" => format!("+971 {} {:03} {:04}", one(r, &["50", "52", "55", "56"]), r.gen_range(200..1000), r.gen_range(0..10_000)),
             "SG" => format!("+65 {}{:03} {:04}", one(r, &["8", "9"]), r.gen_range(0..1000), r.gen_range(0..10_000)),
             _ => {
@@ -828,7 +853,7 @@ impl Gen {
         }
     }
 
-    fn landline(&mut self, country: &str, std: &str) -> String {
+    fn landline_candidate(&mut self, country: &str, std: &str) -> String {
         let r = &mut self.rng;
         match country {
             "IN" => {
@@ -838,7 +863,7 @@ impl Gen {
                 format!("+91 {std} {first}{tail:0width$}", width = rest - 1)
             }
             "US" => format!("+1 ({}) 555-01{:02}", one(r, &["415", "212", "512", "206"]), r.gen_range(0..100)),
-            "GB" => format!("+44 20 7946 0{:03}", r.gen_range(0..1000)),
+            "GB" => format!("+44 20 7123 {:04}", r.gen_range(0..10_000)),
             "AE" => format!("+971 4 {:03} {:04}", r.gen_range(300..900), r.gen_range(0..10_000)),
             _ => format!("+65 6{:03} {:04}", r.gen_range(0..1000), r.gen_range(0..10_000)),
         }
@@ -1323,7 +1348,8 @@ impl Gen {
             if consent || source == "whatsapp" {
                 put(&mut m, "opt_in_date", rfc3339(created));
             }
-            put(&mut m, "dnd_status", country == "IN" && r.gen_bool(0.05));
+            let dnd = country == "IN" && r.gen_bool(0.05);
+            put(&mut m, "dnd_status", dnd);
             put(&mut m, "spam_score", weighted(r, &[("low", 90), ("medium", 8), ("high", 2)]));
             let validation = if age < 3 { "pending" } else { weighted(r, &[("valid", 75), ("pending", 20), ("invalid", 5)]) };
             put(&mut m, "validation_status", validation);
@@ -1374,7 +1400,7 @@ impl Gen {
             }
             let updated = if status == "new" { created + self.rng.gen_range(0..10 * MINUTE) } else { self.between(created, self.now, 1.3) };
             items.push(Item::new(m, created, updated.min(self.now)));
-            out.push(Lead { name: format!("{first} {last}"), company, owner, created });
+            out.push(Lead { name: format!("{first} {last}"), company, owner, created, dnd });
         }
         (out, items)
     }
@@ -1654,6 +1680,9 @@ impl Gen {
                 let k = self.rng.gen_range(0..w.leads.len());
                 let l = &w.leads[k];
                 put(&mut m, "lead_id", id_of(ids.leads, k));
+                if l.dnd {
+                    put(&mut m, "direction", "inbound");
+                }
                 (l.name.clone(), l.company.clone(), l.owner, l.created)
             } else {
                 if w.accounts.is_empty() {

@@ -5,7 +5,16 @@
 //! applied in batches: each batch's records, audit rows and the import's progress commit in
 //! one transaction, so a crash resumes after the last committed batch and never leaves half a
 //! batch. Every row goes through the same validation as the API and the UI.
+//!
+//! XLSX sheets are read with calamine's cell reader on a thread of their own, a few rows
+//! ahead of the import through a bounded channel: memory holds those rows and the workbook's
+//! shared-strings table (which calamine loads whole; its size is bounded by the zip-bomb
+//! check), never the sheet.
+//!
+//! Also here: drafts (an uploaded file the web app's wizard maps and previews before it is
+//! started) and mapping templates (a saved "column heading → field" map).
 
+use crate::audit::{self, AuditCtx, Change};
 use crate::db::{Db, Q};
 use crate::records::Tenant;
 use crate::{new_id, Result, StoreError};
@@ -195,28 +204,97 @@ fn open_xlsx(path: &Path, size: u64) -> std::result::Result<Source, FileError> {
         return Err(FileError::ZipBomb);
     }
     drop(zip);
-    use calamine::{open_workbook, Reader, Xlsx};
-    let mut wb: Xlsx<_> = open_workbook(path).map_err(|e: calamine::XlsxError| FileError::BadXlsx(e.to_string()))?;
-    let sheet = wb.sheet_names().first().cloned().ok_or_else(|| FileError::BadXlsx("the workbook has no sheets".into()))?;
-    let range = wb.worksheet_range(&sheet).map_err(|e| FileError::BadXlsx(e.to_string()))?;
-    let mut rows_iter =
-        range.rows().map(|r| r.iter().map(|c| clean_cell(&c.to_string())).collect::<Vec<String>>()).collect::<Vec<_>>().into_iter();
-    let headers = loop {
-        match rows_iter.next() {
+    // The sheet is read cell by cell on a thread of its own and handed over row by row through
+    // a small bounded channel, so memory holds a few rows (plus the workbook's shared strings),
+    // never the whole sheet. Dropping the Source drops the receiver, which stops the thread.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<XlsxRow>(64);
+    let owned = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("xlsx-reader".into())
+        .spawn(move || read_xlsx(&owned, &tx))
+        .map_err(|e| FileError::BadXlsx(format!("reader thread: {e}")))?;
+    let mut rows = rx.into_iter();
+    let (mut headers, width) = loop {
+        match rows.next() {
             None => return Err(FileError::NoHeader),
-            Some(r) if r.iter().all(String::is_empty) => continue,
-            Some(r) => break r,
+            Some(Err(e)) => return Err(e),
+            Some(Ok((r, _))) if r.iter().all(String::is_empty) => continue,
+            Some(Ok((r, width))) => break (r, width),
         }
     };
-    if headers.len() > MAX_COLUMNS {
-        return Err(FileError::TooManyColumns(headers.len()));
+    if width > MAX_COLUMNS {
+        return Err(FileError::TooManyColumns(width));
+    }
+    // Formatted but empty cells after the last heading are not columns.
+    while headers.last().is_some_and(String::is_empty) {
+        headers.pop();
     }
     let width = headers.len();
-    let rows = rows_iter.map(move |mut r| {
-        r.resize(width, String::new());
-        Ok(r)
+    let rows = rows.map(move |r| {
+        r.map(|(mut cells, _)| {
+            cells.resize(width, String::new());
+            cells
+        })
     });
     Ok(Source { sniffed: Sniffed { kind: Kind::Xlsx, encoding: Encoding::Utf8, headers }, rows: Box::new(rows) })
+}
+
+/// One worksheet row: its cells (at most `MAX_COLUMNS + 1` are kept) and its real width.
+type XlsxRow = std::result::Result<(Vec<String>, usize), FileError>;
+
+/// Reads the first worksheet in XML order and sends its rows. Rows missing from the file
+/// (entirely empty) are sent as empty rows, so row numbers match the spreadsheet's.
+fn read_xlsx(path: &Path, tx: &std::sync::mpsc::SyncSender<XlsxRow>) {
+    use calamine::{open_workbook, Data, Reader, Xlsx};
+    let fail = |e: String| {
+        let _ = tx.send(Err(FileError::BadXlsx(e)));
+    };
+    let mut wb: Xlsx<_> = match open_workbook(path) {
+        Ok(wb) => wb,
+        Err(e) => return fail(e.to_string()),
+    };
+    let Some(sheet) = wb.sheet_names().first().cloned() else { return fail("the workbook has no sheets".into()) };
+    let mut cells = match wb.worksheet_cells_reader(&sheet) {
+        Ok(c) => c,
+        Err(e) => return fail(e.to_string()),
+    };
+    let mut current: Option<u32> = None;
+    let mut row: Vec<String> = Vec::new();
+    let mut width = 0usize;
+    loop {
+        let cell = match cells.next_cell() {
+            Ok(c) => c,
+            Err(e) => return fail(e.to_string()),
+        };
+        let pos = cell.as_ref().map(|c| c.get_position());
+        let row_index = pos.map(|p| p.0);
+        if let Some(prev) = current.filter(|prev| row_index != Some(*prev)) {
+            if tx.send(Ok((std::mem::take(&mut row), width))).is_err() {
+                return;
+            }
+            width = 0;
+            // Empty rows between this row and the next one.
+            let next = row_index.unwrap_or(prev + 1);
+            for _ in prev.saturating_add(1)..next {
+                if tx.send(Ok((Vec::new(), 0))).is_err() {
+                    return;
+                }
+            }
+        }
+        let (Some(cell), Some((r, c))) = (cell, pos) else { return };
+        current = Some(r);
+        let col = c as usize;
+        let text = clean_cell(&Data::from(cell.get_value().clone()).to_string());
+        if !text.is_empty() {
+            width = width.max(col + 1);
+        }
+        if col <= MAX_COLUMNS && !text.is_empty() {
+            if row.len() <= col {
+                row.resize(col + 1, String::new());
+            }
+            row[col] = text;
+        }
+    }
 }
 
 fn norm(s: &str) -> String {
@@ -291,7 +369,8 @@ pub struct Options {
     /// Applied when a row has no value of its own.
     #[serde(default)]
     pub defaults: Map<String, Json>,
-    /// Run assignment rules on created records (applies once assignment rules exist).
+    /// Let assignment rules pick the owner of created records (`Pipeline::run_assignment`);
+    /// otherwise the importing user owns them.
     #[serde(default)]
     pub run_assignment: bool,
 }
@@ -418,6 +497,8 @@ pub struct Import {
     pub mapping: Mapping,
     pub options: Json,
     pub rows_done: i64,
+    /// Data rows in the file (blank rows included), counted when the import starts running.
+    pub rows_total: Option<i64>,
     pub created: i64,
     pub updated: i64,
     pub skipped: i64,
@@ -428,7 +509,7 @@ pub struct Import {
     pub finished_at: Option<String>,
 }
 
-const COLS: &str = "id, object, state, file_name, kind, encoding, headers, mapping, options, rows_done, created_count, updated_count, skipped_count, failed_count, error, job_id, created_at, finished_at, file_path";
+const COLS: &str = "id, object, state, file_name, kind, encoding, headers, mapping, options, rows_done, created_count, updated_count, skipped_count, failed_count, error, job_id, created_at, finished_at, file_path, rows_total";
 const TYPES: &[SqlType] = &[
     SqlType::Uuid,
     SqlType::Text,
@@ -449,6 +530,7 @@ const TYPES: &[SqlType] = &[
     SqlType::Timestamp,
     SqlType::Timestamp,
     SqlType::Text,
+    SqlType::Int,
 ];
 
 fn from_row(r: crate::db::Row) -> (Import, String) {
@@ -468,6 +550,7 @@ fn from_row(r: crate::db::Row) -> (Import, String) {
             mapping,
             options: r.json(8).unwrap_or(Json::Null),
             rows_done: r.int(9).unwrap_or(0),
+            rows_total: r.int(19),
             created: r.int(10).unwrap_or(0),
             updated: r.int(11).unwrap_or(0),
             skipped: r.int(12).unwrap_or(0),
@@ -507,9 +590,20 @@ pub struct NewImport<'a> {
     pub idempotency_key: Option<&'a str>,
 }
 
-/// Records an import. With an idempotency key already used in this company, returns the
-/// existing import instead (`true` in the second place) and the new upload is not needed.
+/// Records an import, queued. With an idempotency key already used in this company, returns
+/// the existing import instead (`true` in the second place) and the new upload is not needed.
 pub async fn create(db: &Db, t: &Tenant, n: NewImport<'_>) -> Result<(Import, bool)> {
+    insert(db, t, n, "queued").await
+}
+
+/// Records an uploaded file as a draft import: the web app's mapping, preview and options
+/// steps edit it (`update_draft`) until `start_draft` queues it. Drafts nobody starts are
+/// removed with their files after a day (`discard_stale_drafts`).
+pub async fn create_draft(db: &Db, t: &Tenant, n: NewImport<'_>) -> Result<Import> {
+    Ok(insert(db, t, NewImport { idempotency_key: None, ..n }, "draft").await?.0)
+}
+
+async fn insert(db: &Db, t: &Tenant, n: NewImport<'_>, state: &str) -> Result<(Import, bool)> {
     if let Some(key) = n.idempotency_key {
         let q = Q::new("SELECT id FROM imports WHERE company_id = $1 AND idempotency_key = $2")
             .bind(Value::Uuid(t.company_id))
@@ -523,7 +617,7 @@ pub async fn create(db: &Db, t: &Tenant, n: NewImport<'_>) -> Result<(Import, bo
     let q = Q::new(
         "INSERT INTO imports (id, company_id, object, state, file_name, file_path, kind, encoding, headers, mapping, options, idempotency_key, \
          rows_done, created_count, updated_count, skipped_count, failed_count, created_by, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, 0, 0, 0, 0, 0, $12, $13, $13)",
+         VALUES ($1, $2, $3, $14, $4, $5, $6, $7, $8, $9, $10, $11, 0, 0, 0, 0, 0, $12, $13, $13)",
     )
     .bind(Value::Uuid(id))
     .bind(Value::Uuid(t.company_id))
@@ -537,7 +631,8 @@ pub async fn create(db: &Db, t: &Tenant, n: NewImport<'_>) -> Result<(Import, bo
     .bind(Value::Json(serde_json::to_value(n.options).unwrap_or(Json::Null)))
     .bind(n.idempotency_key.map_or(Value::Null(SqlType::Text), |k| Value::Text(k.into())))
     .bind(Value::Uuid(t.user_id))
-    .bind(Value::Timestamp(now));
+    .bind(Value::Timestamp(now))
+    .bind(Value::Text(state.into()));
     match db.execute(&q).await {
         Ok(_) => Ok((get(db, t.company_id, id).await?, false)),
         Err(e) if e.is_unique_violation() => {
@@ -563,6 +658,353 @@ pub async fn set_job(db: &Db, company_id: Uuid, id: Uuid, job_id: Uuid) -> Resul
     Ok(())
 }
 
+/// Changes a draft's mapping and/or options. A draft that was started meanwhile is a
+/// conflict (its settings are fixed once it runs).
+pub async fn update_draft(db: &Db, company_id: Uuid, id: Uuid, mapping: Option<&Mapping>, options: Option<&Options>) -> Result<Import> {
+    let imp = get(db, company_id, id).await?;
+    let mapping = mapping.map_or_else(|| serde_json::json!(imp.mapping), |m| serde_json::json!(m));
+    let options = match options {
+        Some(o) => serde_json::to_value(o).map_err(|e| StoreError::Config(e.to_string()))?,
+        None => imp.options.clone(),
+    };
+    let n = db
+        .execute(
+            &Q::new("UPDATE imports SET mapping = $1, options = $2, updated_at = $3 WHERE company_id = $4 AND id = $5 AND state = 'draft'")
+                .bind(Value::Json(mapping))
+                .bind(Value::Json(options))
+                .bind(Value::Timestamp(now_micros()))
+                .bind(Value::Uuid(company_id))
+                .bind(Value::Uuid(id)),
+        )
+        .await?;
+    if n == 0 {
+        return Err(StoreError::Conflict("this import has already started".into()));
+    }
+    get(db, company_id, id).await
+}
+
+/// Moves a draft to `queued`. Returns false when it was no longer a draft (a second click on
+/// "Start", or another tab), so the caller does not queue it twice.
+pub async fn start_draft(db: &Db, company_id: Uuid, id: Uuid) -> Result<bool> {
+    let n = db
+        .execute(
+            &Q::new("UPDATE imports SET state = 'queued', updated_at = $1 WHERE company_id = $2 AND id = $3 AND state = 'draft'")
+                .bind(Value::Timestamp(now_micros()))
+                .bind(Value::Uuid(company_id))
+                .bind(Value::Uuid(id)),
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+/// Removes the company's drafts (and their files) not touched for `max_age_secs`.
+pub async fn discard_stale_drafts(db: &Db, company_id: Uuid, max_age_secs: i64) -> Result<usize> {
+    let cutoff = now_micros() - chrono::Duration::seconds(max_age_secs);
+    let q = Q::new("SELECT id, file_path FROM imports WHERE company_id = $1 AND state = 'draft' AND updated_at < $2")
+        .bind(Value::Uuid(company_id))
+        .bind(Value::Timestamp(cutoff));
+    let stale = db.fetch(&q, &[SqlType::Uuid, SqlType::Text]).await?;
+    for r in &stale {
+        let Some(id) = r.uuid(0) else { continue };
+        let gone = db
+            .execute(
+                &Q::new("DELETE FROM imports WHERE company_id = $1 AND id = $2 AND state = 'draft'")
+                    .bind(Value::Uuid(company_id))
+                    .bind(Value::Uuid(id)),
+            )
+            .await?;
+        if gone > 0 {
+            remove_file(&r.text(1).unwrap_or_default()).await;
+        }
+    }
+    Ok(stale.len())
+}
+
+/// Opens an import's stored file (drafts: for the mapping samples and the preview).
+pub async fn open_stored(db: &Db, company_id: Uuid, id: Uuid) -> Result<std::result::Result<Source, FileError>> {
+    let (imp, path) = get_with_path(db, company_id, id).await?;
+    let name = imp.file_name;
+    tokio::task::spawn_blocking(move || open(Path::new(&path), &name)).await.map_err(|_| StoreError::Config("import reader stopped".into()))
+}
+
+// ---------------------------------------------------------------------------------------
+// Mapping templates: a saved "column heading → field" map, applied to any file by heading.
+// ---------------------------------------------------------------------------------------
+
+pub const MAX_TEMPLATE_NAME: usize = 80;
+const MAX_HEADING_CHARS: usize = 200;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Template {
+    pub id: Uuid,
+    pub object: String,
+    pub name: String,
+    /// Column heading → field name, or null for a column to ignore.
+    pub mapping: Map<String, Json>,
+    pub created_at: String,
+    pub updated_at: Option<String>,
+    pub created_by: Option<Uuid>,
+}
+
+impl Template {
+    /// The mapping of a file with these headings (see `mapping_from_map`).
+    pub fn mapping_for(&self, headers: &[String]) -> Mapping {
+        mapping_from_map(&self.mapping, headers)
+    }
+}
+
+/// A mapping from a "column heading → field" map (a template's, or a CLI mapping file's):
+/// each column gets the field saved for the same heading, compared ignoring case, spaces and
+/// punctuation; other columns are ignored.
+pub fn mapping_from_map(map: &Map<String, Json>, headers: &[String]) -> Mapping {
+    headers
+        .iter()
+        .map(|h| {
+            let n = norm(h);
+            map.iter()
+                .find(|(k, _)| if n.is_empty() { k.as_str() == h.as_str() } else { norm(k) == n })
+                .and_then(|(_, v)| v.as_str().filter(|s| !s.is_empty()).map(str::to_string))
+        })
+        .collect()
+}
+
+/// A template's map from a file's headings and a mapping (ignored columns kept as null).
+pub fn template_map(headers: &[String], mapping: &Mapping) -> Map<String, Json> {
+    let mut out = Map::new();
+    for (h, m) in headers.iter().zip(mapping) {
+        if h.trim().is_empty() {
+            continue;
+        }
+        let v = m.as_ref().map_or(Json::Null, |f| Json::String(f.clone()));
+        // The first column with a heading wins, as when the template is applied.
+        out.entry(h.clone()).or_insert(v);
+    }
+    out
+}
+
+/// Checks a template before saving: its name, and every field exists, is writable and is
+/// used once.
+pub fn check_template(
+    object: &ObjectDef,
+    custom: &[Field],
+    name: &str,
+    mapping: &Map<String, Json>,
+) -> std::result::Result<(), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let n = name.trim().chars().count();
+    if n == 0 {
+        errors.push(FieldError::new("name", "is required"));
+    } else if n > MAX_TEMPLATE_NAME {
+        errors.push(FieldError::new("name", format!("must be at most {MAX_TEMPLATE_NAME} characters")));
+    } else if name.chars().any(char::is_control) {
+        errors.push(FieldError::new("name", "must not contain control characters"));
+    }
+    if mapping.len() > MAX_COLUMNS {
+        errors.push(FieldError::new("mapping", format!("has more than {MAX_COLUMNS} columns")));
+        return Err(errors);
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for (heading, v) in mapping {
+        let label: String = heading.chars().take(60).collect();
+        if heading.trim().is_empty() || heading.chars().count() > MAX_HEADING_CHARS {
+            errors.push(FieldError::new("mapping", format!("column headings must be 1 to {MAX_HEADING_CHARS} characters")));
+            continue;
+        }
+        let name = match v {
+            Json::Null => continue,
+            Json::String(s) if s.is_empty() => continue,
+            Json::String(s) => s.as_str(),
+            _ => {
+                errors.push(FieldError::new(format!("mapping.{label}"), "must be a field name or null"));
+                continue;
+            }
+        };
+        match object.field(name).or_else(|| custom.iter().find(|f| f.name == name)) {
+            Some(f) if !f.read_only => {
+                if seen.contains(&name) {
+                    errors.push(FieldError::new(format!("mapping.{label}"), format!("{name} is mapped from two columns")));
+                }
+                seen.push(name);
+            }
+            _ => errors.push(FieldError::new(
+                format!("mapping.{label}"),
+                format!("\"{}\" is not a writable field", name.chars().take(60).collect::<String>()),
+            )),
+        }
+    }
+    if seen.is_empty() && errors.is_empty() {
+        errors.push(FieldError::new("mapping", "maps no column to a field"));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+const TEMPLATE_COLS: &str = "id, object, name, mapping, created_at, updated_at, created_by";
+const TEMPLATE_TYPES: &[SqlType] =
+    &[SqlType::Uuid, SqlType::Text, SqlType::Text, SqlType::Json, SqlType::Timestamp, SqlType::Timestamp, SqlType::Uuid];
+
+fn template_from(r: crate::db::Row) -> Option<Template> {
+    Some(Template {
+        id: r.uuid(0)?,
+        object: r.text(1)?,
+        name: r.text(2)?,
+        mapping: r.json(3).and_then(|j| j.as_object().cloned()).unwrap_or_default(),
+        created_at: r.timestamp(4).map(|t| corvid_core::value::format_timestamp(&t)).unwrap_or_default(),
+        updated_at: r.timestamp(5).map(|t| corvid_core::value::format_timestamp(&t)),
+        created_by: r.uuid(6),
+    })
+}
+
+/// The company's templates, optionally for one object, by object and name.
+pub async fn templates(db: &Db, company_id: Uuid, object: Option<&str>) -> Result<Vec<Template>> {
+    let mut q = Q::new(format!("SELECT {TEMPLATE_COLS} FROM import_templates WHERE company_id = $1")).bind(Value::Uuid(company_id));
+    if let Some(o) = object {
+        let p = q.param(Value::Text(o.into()));
+        q.push(&format!(" AND object = {p}"));
+    }
+    q.push(" ORDER BY object, name LIMIT 500");
+    Ok(db.fetch(&q, TEMPLATE_TYPES).await?.into_iter().filter_map(template_from).collect())
+}
+
+/// One template of the company; another company's id is not found.
+pub async fn template(db: &Db, company_id: Uuid, id: Uuid) -> Result<Template> {
+    let q = Q::new(format!("SELECT {TEMPLATE_COLS} FROM import_templates WHERE company_id = $1 AND id = $2"))
+        .bind(Value::Uuid(company_id))
+        .bind(Value::Uuid(id));
+    db.fetch_one(&q, TEMPLATE_TYPES).await?.and_then(template_from).ok_or(StoreError::NotFound)
+}
+
+/// Saves a template under its name: a new one, or (same object and name) replaces the saved
+/// map. Returns the template and whether it was created. Audited. Call `check_template` first.
+pub async fn save_template(
+    db: &Db,
+    ctx: &AuditCtx,
+    object: &ObjectDef,
+    name: &str,
+    mapping: &Map<String, Json>,
+) -> Result<(Template, bool)> {
+    let name = name.trim();
+    let mut tx = db.begin().await?;
+    let existing = tx
+        .fetch_one(
+            &Q::new(format!("SELECT {TEMPLATE_COLS} FROM import_templates WHERE company_id = $1 AND object = $2 AND name = $3"))
+                .bind(Value::Uuid(ctx.company_id))
+                .bind(Value::Text(object.name.clone()))
+                .bind(Value::Text(name.into())),
+            TEMPLATE_TYPES,
+        )
+        .await?
+        .and_then(template_from);
+    let now = now_micros();
+    let json = Json::Object(mapping.clone());
+    let (id, created) = match &existing {
+        Some(t) => {
+            tx.execute(
+                &Q::new("UPDATE import_templates SET mapping = $1, updated_at = $2 WHERE company_id = $3 AND id = $4")
+                    .bind(Value::Json(json.clone()))
+                    .bind(Value::Timestamp(now))
+                    .bind(Value::Uuid(ctx.company_id))
+                    .bind(Value::Uuid(t.id)),
+            )
+            .await?;
+            (t.id, false)
+        }
+        None => {
+            let id = new_id();
+            tx.execute(
+                &Q::new(
+                    "INSERT INTO import_templates (id, company_id, object, name, mapping, created_at, updated_at, created_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
+                )
+                .bind(Value::Uuid(id))
+                .bind(Value::Uuid(ctx.company_id))
+                .bind(Value::Text(object.name.clone()))
+                .bind(Value::Text(name.into()))
+                .bind(Value::Json(json.clone()))
+                .bind(Value::Timestamp(now))
+                .bind(ctx.actor_id.map_or(Value::Null(SqlType::Uuid), Value::Uuid)),
+            )
+            .await
+            .map_err(|e| {
+                if e.is_unique_violation() {
+                    StoreError::Conflict("a template with this name was just saved".into())
+                } else {
+                    e
+                }
+            })?;
+            (id, true)
+        }
+    };
+    audit::append(
+        &mut tx,
+        ctx,
+        &[Change {
+            object: "import_templates".into(),
+            record_id: Some(id),
+            action: if created { "create" } else { "update" }.into(),
+            field: Some("mapping".into()),
+            old: existing.map(|t| Json::Object(t.mapping).to_string()),
+            new: Some(serde_json::json!({"object": object.name, "name": name, "mapping": json}).to_string()),
+        }],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((template(db, ctx.company_id, id).await?, created))
+}
+
+/// Deletes a template of the company (audited); another company's id is not found.
+pub async fn delete_template(db: &Db, ctx: &AuditCtx, id: Uuid) -> Result<Template> {
+    let mut tx = db.begin().await?;
+    let t = tx
+        .fetch_one(
+            &Q::new(format!("SELECT {TEMPLATE_COLS} FROM import_templates WHERE company_id = $1 AND id = $2"))
+                .bind(Value::Uuid(ctx.company_id))
+                .bind(Value::Uuid(id)),
+            TEMPLATE_TYPES,
+        )
+        .await?
+        .and_then(template_from)
+        .ok_or(StoreError::NotFound)?;
+    tx.execute(
+        &Q::new("DELETE FROM import_templates WHERE company_id = $1 AND id = $2").bind(Value::Uuid(ctx.company_id)).bind(Value::Uuid(id)),
+    )
+    .await?;
+    audit::append(
+        &mut tx,
+        ctx,
+        &[Change {
+            object: "import_templates".into(),
+            record_id: Some(id),
+            action: "delete".into(),
+            field: Some("mapping".into()),
+            old: Some(serde_json::json!({"object": t.object, "name": t.name, "mapping": t.mapping}).to_string()),
+            new: None,
+        }],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(t)
+}
+
+/// Checks the default values of an import's options with the fields' own validation, so a
+/// bad default is reported once instead of failing every row.
+pub fn check_defaults(
+    object: &ObjectDef,
+    custom: &[Field],
+    calling_code: &str,
+    options: &Options,
+) -> std::result::Result<(), Vec<FieldError>> {
+    let validator = corvid_core::validate::Validator { object, custom_fields: custom, default_calling_code: calling_code };
+    let values: Map<String, Json> = options.defaults.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
+    validator
+        .validate(&values, corvid_core::validate::Mode::Update)
+        .map(|_| ())
+        .map_err(|errs| errs.into_iter().map(|e| FieldError::new(format!("defaults.{}", e.field), e.reason)).collect())
+}
+
 /// Failed rows of an import: (row number in the file, field, reason).
 pub async fn errors(db: &Db, company_id: Uuid, id: Uuid, limit: usize) -> Result<Vec<(i64, String, String, Json)>> {
     let q = Q::new(format!(
@@ -584,11 +1026,15 @@ pub async fn errors(db: &Db, company_id: Uuid, id: Uuid, limit: usize) -> Result
 pub type OnProgress<'a> = &'a (dyn Fn(i64) + Send + Sync);
 
 /// Runs (or resumes) an import to the end. Safe to call again after a crash: rows before
-/// `rows_done` were committed with their batch and are skipped.
+/// `rows_done` were committed with their batch and are skipped. When the import ends
+/// (succeeded or failed) its stored file is removed. Drafts are refused (start them first).
 pub async fn run(db: &Db, t: &Tenant, id: Uuid, on_progress: OnProgress<'_>) -> Result<Import> {
     let (imp, path) = get_with_path(db, t.company_id, id).await?;
     if matches!(imp.state.as_str(), "succeeded" | "failed" | "cancelled") {
         return Ok(imp);
+    }
+    if imp.state == "draft" {
+        return Err(StoreError::Conflict("this import has not been started".into()));
     }
     let object = corvid_core::object(&imp.object).ok_or(StoreError::NotFound)?;
     let records = t.records(db, object);
@@ -603,7 +1049,7 @@ pub async fn run(db: &Db, t: &Tenant, id: Uuid, on_progress: OnProgress<'_>) -> 
     let mut source = match opened {
         Ok(s) => s,
         Err(e) => {
-            set_state(db, t.company_id, id, "failed", Some(&e.to_string())).await?;
+            finish(db, t.company_id, id, "failed", Some(&e.to_string()), None, &path).await?;
             return get(db, t.company_id, id).await;
         }
     };
@@ -627,7 +1073,7 @@ pub async fn run(db: &Db, t: &Tenant, id: Uuid, on_progress: OnProgress<'_>) -> 
                 if !batch.is_empty() {
                     commit_batch(db, t, object, &custom, &imp.mapping, &options, id, &mut batch, &mut seen).await?;
                 }
-                set_state(db, t.company_id, id, "failed", Some(&e.to_string())).await?;
+                finish(db, t.company_id, id, "failed", Some(&e.to_string()), None, &path).await?;
                 return get(db, t.company_id, id).await;
             }
             None => {}
@@ -641,8 +1087,73 @@ pub async fn run(db: &Db, t: &Tenant, id: Uuid, on_progress: OnProgress<'_>) -> 
         }
     }
     tracing::info!(import = %id, rows = done, "import finished");
-    set_state(db, t.company_id, id, "succeeded", None).await?;
+    // Trailing blank rows count as read, so a finished import shows all rows done.
+    finish(db, t.company_id, id, "succeeded", None, Some(row_no.max(done)), &path).await?;
     get(db, t.company_id, id).await
+}
+
+/// Ends an import and removes its stored file: the rows that matter are in the database
+/// (failed ones with their cells in `import_errors`), and a finished import never reads it again.
+async fn finish(db: &Db, company_id: Uuid, id: Uuid, state: &str, error: Option<&str>, rows_done: Option<i64>, path: &str) -> Result<()> {
+    if let Some(n) = rows_done {
+        db.execute(
+            &Q::new("UPDATE imports SET rows_done = $1 WHERE company_id = $2 AND id = $3")
+                .bind(Value::Int(n))
+                .bind(Value::Uuid(company_id))
+                .bind(Value::Uuid(id)),
+        )
+        .await?;
+    }
+    set_state(db, company_id, id, state, error).await?;
+    remove_file(path).await;
+    Ok(())
+}
+
+async fn remove_file(path: &str) {
+    if path.is_empty() {
+        return;
+    }
+    if let Err(e) = tokio::fs::remove_file(path).await {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(error = %e, "could not remove an import file");
+        }
+    }
+}
+
+/// Counts the file's data rows once and keeps the number (for progress bars); later calls
+/// read the stored count. `None` when the file cannot be read (the import then fails on it).
+/// Callers that show progress (the job, the CLI) call it before `run`; `run` itself does
+/// not, so an import nobody watches does not read its file twice.
+pub async fn ensure_total(db: &Db, company_id: Uuid, id: Uuid) -> Result<Option<i64>> {
+    let (imp, path) = get_with_path(db, company_id, id).await?;
+    if imp.rows_total.is_some() {
+        return Ok(imp.rows_total);
+    }
+    let name = imp.file_name.clone();
+    let counted = tokio::task::spawn_blocking(move || count_rows(Path::new(&path), &name))
+        .await
+        .map_err(|_| StoreError::Config("import reader stopped".into()))?;
+    let Ok(total) = counted else { return Ok(None) };
+    db.execute(
+        &Q::new("UPDATE imports SET rows_total = $1 WHERE company_id = $2 AND id = $3")
+            .bind(Value::Int(total))
+            .bind(Value::Uuid(company_id))
+            .bind(Value::Uuid(id)),
+    )
+    .await?;
+    Ok(Some(total))
+}
+
+/// The number of rows after the header, read as a stream (blank rows included, as the
+/// import numbers them). Stops at the first unreadable row.
+pub fn count_rows(path: &Path, file_name: &str) -> std::result::Result<i64, FileError> {
+    let mut source = open(path, file_name)?;
+    let mut n = 0i64;
+    for row in source.rows() {
+        row?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 async fn set_state(db: &Db, company_id: Uuid, id: Uuid, state: &str, error: Option<&str>) -> Result<()> {
@@ -675,6 +1186,8 @@ async fn commit_batch(
 ) -> Result<i64> {
     let records = t.records(db, object);
     let mut tx = db.begin().await?;
+    let mut pipeline = records.pipeline(&mut tx).await?.for_batch();
+    pipeline.run_assignment = options.run_assignment;
     let (mut created, mut updated, mut skipped, mut failed) = (0i64, 0i64, 0i64, 0i64);
     let last_row = batch.last().map_or(0, |(n, _)| *n);
     for (row_no, cells) in batch.drain(..) {
@@ -700,8 +1213,10 @@ async fn commit_batch(
                 skipped += 1;
                 continue;
             }
-            (Some(rec_id), DuplicatePolicy::Update) => records.update_in(&mut tx, custom, rec_id, &input).await.map(|r| (r.id, false)),
-            _ => records.create_in(&mut tx, custom, &input).await.map(|r| (r.id, true)),
+            (Some(rec_id), DuplicatePolicy::Update) => {
+                records.update_in(&mut tx, custom, &mut pipeline, rec_id, &input, "import").await.map(|r| (r.id, false))
+            }
+            _ => records.create_in(&mut tx, custom, &mut pipeline, &input, "import").await.map(|r| (r.id, true)),
         };
         match outcome {
             Ok((rec_id, is_new)) => {
@@ -733,6 +1248,7 @@ async fn commit_batch(
             Err(e) => return Err(e),
         }
     }
+    pipeline.finish(&mut tx).await?;
     let row = tx
         .fetch_one(
             &Q::new(

@@ -1,19 +1,32 @@
 //! Corvid persistence: SQLite and PostgreSQL behind one code path, migrations, the
 //! metadata-driven record repository, the hash-chained audit trail, users and tokens.
 
+pub mod assignment;
 pub mod audit;
 pub mod auth;
 pub mod companies;
+pub mod convert;
 pub mod custom_fields;
 pub mod db;
+pub mod dedupe;
 pub mod demo;
+pub mod governance;
 pub mod import;
 pub mod jobs;
 pub mod listing;
+pub mod merge;
 pub mod migrate;
+pub mod pipeline;
+pub mod predictive;
+pub mod privacy;
+pub mod quality;
+pub mod qualification;
 pub mod records;
 pub mod schema;
+pub mod settings;
+pub mod scoring;
 pub mod stats;
+pub mod syslog;
 pub mod timeline;
 pub mod web;
 
@@ -32,6 +45,9 @@ pub enum StoreError {
     Invalid(Vec<FieldError>),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The company's duplicate policy refused the write: the likely duplicates, best first.
+    #[error("likely duplicate of {} existing record(s)", .0.len())]
+    Duplicate(Vec<crate::dedupe::Candidate>),
     #[error("forbidden: {0}")]
     Forbidden(String),
     #[error("configuration: {0}")]

@@ -206,8 +206,6 @@ impl Target {
     }
 }
 
-const FULL_NAME: &str = "(COALESCE(first_name, '') || ' ' || COALESCE(last_name, ''))";
-
 pub struct Resolver<'a> {
     pub object: &'a ObjectDef,
     pub custom: &'a [Field],
@@ -352,20 +350,41 @@ pub fn push_where(q: &mut Q, backend: Backend, r: &Resolver, lq: &ListQuery) -> 
         if text.chars().count() > 200 {
             return Err(vec![FieldError::new("q", "must be at most 200 characters")]);
         }
-        let pattern = like_pattern(text);
-        let mut ors = Vec::new();
-        let mut cols: Vec<String> = r.object.fields.iter().filter(|f| f.searchable).map(|f| f.name.clone()).collect();
-        if r.object.field("first_name").is_some() && r.object.field("last_name").is_some() {
-            cols.push(FULL_NAME.to_string());
+        // Word-prefix search through the search index (FTS5 / GIN): every word of the query
+        // must start a word of the record ("ram sha" finds "Ramesh Sharma").
+        let words = search_words(text);
+        if words.is_empty() {
+            q.push(" AND 1 = 0");
+            return Ok(());
         }
-        cols.push("number".into());
-        for col in cols {
-            let p = q.param(Value::Text(pattern.clone()));
-            ors.push(format!("{col} {} {p} ESCAPE '\\'", like(backend)));
+        let t = &r.object.name;
+        match backend {
+            Backend::Sqlite => {
+                let expr = words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" ");
+                let p = q.param(Value::Text(expr));
+                q.push(&format!(" AND rowid IN (SELECT rowid FROM {t}_fts WHERE {t}_fts MATCH {p})"));
+            }
+            Backend::Postgres => {
+                let expr = words.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" & ");
+                let p = q.param(Value::Text(expr));
+                q.push(&format!(" AND {} @@ to_tsquery('simple'::regconfig, {p})", crate::schema::search_vector_pg(r.object)));
+            }
         }
-        q.push(&format!(" AND ({})", ors.join(" OR ")));
     }
     Ok(())
+}
+
+/// The words of a search: lower-cased, Latin accents folded, split on anything that is not a
+/// letter or digit (as the index splits records), at most 8.
+pub fn search_words(text: &str) -> Vec<String> {
+    let from: Vec<char> = crate::schema::SEARCH_FOLD_FROM.chars().collect();
+    let to: Vec<char> = crate::schema::SEARCH_FOLD_TO.chars().collect();
+    let folded: String = text
+        .to_lowercase()
+        .chars()
+        .map(|c| from.iter().position(|f| *f == c).map_or(c, |i| to[i]))
+        .collect();
+    folded.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).take(8).map(str::to_string).collect()
 }
 
 fn condition_sql(q: &mut Q, backend: Backend, t: &Target, c: &Condition) -> Result<String, String> {
@@ -464,8 +483,16 @@ pub fn sort_targets(r: &Resolver, sort: &[SortKey]) -> Result<Vec<(Target, bool)
 }
 
 pub fn push_order(q: &mut Q, backend: Backend, keys: &[(Target, bool)]) {
-    let parts: Vec<String> =
-        keys.iter().map(|(t, desc)| format!("{} {} NULLS LAST", t.sql(q, backend), if *desc { "DESC" } else { "ASC" })).collect();
+    // Columns that are never null need no NULLS LAST, and without it an index on them
+    // serves the order in both directions on both backends.
+    let parts: Vec<String> = keys
+        .iter()
+        .map(|(t, desc)| {
+            let never_null = matches!(t, Target::Column { name, .. } if matches!(name.as_str(), "id" | "number" | "created_at" | "updated_at"));
+            let nulls = if never_null { "" } else { " NULLS LAST" };
+            format!("{} {}{nulls}", t.sql(q, backend), if *desc { "DESC" } else { "ASC" })
+        })
+        .collect();
     q.push(&format!(" ORDER BY {}", parts.join(", ")));
 }
 

@@ -36,6 +36,60 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_imports.sql"),
         postgres: include_str!("../migrations/postgres/0004_imports.sql"),
     },
+    Migration {
+        version: 5,
+        name: "governance",
+        sqlite: include_str!("../migrations/sqlite/0005_governance.sql"),
+        postgres: include_str!("../migrations/postgres/0005_governance.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "security",
+        sqlite: include_str!("../migrations/sqlite/0006_security.sql"),
+        postgres: include_str!("../migrations/postgres/0006_security.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "scoring_assignment",
+        sqlite: include_str!("../migrations/sqlite/0007_scoring_assignment.sql"),
+        postgres: include_str!("../migrations/postgres/0007_scoring_assignment.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "privacy",
+        sqlite: include_str!("../migrations/sqlite/0008_privacy.sql"),
+        postgres: include_str!("../migrations/postgres/0008_privacy.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "qualification",
+        sqlite: include_str!("../migrations/sqlite/0009_qualification.sql"),
+        postgres: include_str!("../migrations/postgres/0009_qualification.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "permissions",
+        sqlite: include_str!("../migrations/sqlite/0010_permissions.sql"),
+        postgres: include_str!("../migrations/postgres/0010_permissions.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "search",
+        sqlite: include_str!("../migrations/sqlite/0012_search.sql"),
+        postgres: include_str!("../migrations/postgres/0012_search.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "import_templates",
+        sqlite: include_str!("../migrations/sqlite/0011_import_templates.sql"),
+        postgres: include_str!("../migrations/postgres/0011_import_templates.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "list_indexes",
+        sqlite: include_str!("../migrations/sqlite/0013_list_indexes.sql"),
+        postgres: include_str!("../migrations/postgres/0013_list_indexes.sql"),
+    },
 ];
 
 /// Applies every migration not yet recorded. Each runs in its own transaction together with

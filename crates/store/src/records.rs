@@ -7,6 +7,7 @@ use crate::audit::{self, AuditCtx, Change};
 use crate::custom_fields;
 use crate::db::{Backend, Db, Tx, Q};
 use crate::listing::{self, ListQuery, Resolver};
+use crate::pipeline::{Pipeline, Write};
 use crate::{new_id, Result, StoreError};
 use corvid_core::meta::{DeleteMode, ObjectDef, SYSTEM_COLUMNS};
 use corvid_core::record::{derive, Record};
@@ -193,7 +194,9 @@ impl Records<'_> {
         self.ensure_writer()?;
         let custom = self.custom_fields().await?;
         let mut tx = self.db.begin().await?;
-        let out = self.create_tx(&mut tx, &custom, input, idem).await?;
+        let mut pipeline = Pipeline::load(&mut tx, self.tenant, self.object).await?;
+        let out = self.create_tx(&mut tx, &custom, &mut pipeline, input, idem, "interactive").await?;
+        pipeline.finish(&mut tx).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -202,8 +205,10 @@ impl Records<'_> {
         &self,
         tx: &mut Tx,
         custom: &[Field],
+        pipeline: &mut Pipeline,
         input: &Map<String, serde_json::Value>,
         idem: Option<Idempotency<'_>>,
+        channel: &str,
     ) -> Result<(Record, bool)> {
         if let Some(i) = &idem {
             let q =
@@ -222,10 +227,13 @@ impl Records<'_> {
         let mut changes = self.validator(custom).validate(input, Mode::Create).map_err(StoreError::Invalid)?;
         let now = now_micros();
         derive(self.object, &mut changes, None, now).map_err(StoreError::Invalid)?;
+        let write = Write { tenant: self.tenant, object: self.object, existing: None, channel };
+        let pipeline_audit = pipeline.before_write(tx, &write, &mut changes).await?;
         self.apply_owner_defaults(&mut changes);
-        self.check_references(tx, &changes, None).await?;
+        self.check_references(tx, &changes, None, &mut pipeline.verified).await?;
 
-        let number = self.next_number(tx).await?;
+        let number = self.next_number(tx, pipeline).await?;
+        let number_for_record = number.clone();
         let id = new_id();
         let mut names = vec!["id", "company_id", "number", "version", "created_at", "updated_at", "created_by", "updated_by", "custom"]
             .into_iter()
@@ -237,7 +245,7 @@ impl Records<'_> {
         let mut ps = vec![
             q.param(Value::Uuid(id)),
             q.param(Value::Uuid(self.tenant.company_id)),
-            q.param(Value::Text(number.clone())),
+            q.param(Value::Text(number)),
             q.param(Value::Int(1)),
             q.param(Value::Timestamp(now)),
             q.param(Value::Timestamp(now)),
@@ -253,6 +261,50 @@ impl Records<'_> {
         tx.execute(&q).await?;
 
         let currency = changes.fields.get("currency").and_then(Value::as_str).map(str::to_string);
+        if pipeline.batch {
+            // Imports audit each record as one row holding all its values, appended with the
+            // batch: a million-row import writes a million audit rows, not twenty million.
+            let mut values = Map::new();
+            for field in &self.object.fields {
+                if let Some(v) = changes.fields.get(&field.name).filter(|v| !v.is_null()) {
+                    if let Some(text) = audit_text(field, v, currency.as_deref()) {
+                        values.insert(field.name.clone(), serde_json::Value::String(text));
+                    }
+                }
+            }
+            for (k, v) in changes.custom.iter().filter(|(_, v)| !v.is_null()) {
+                values.insert(k.clone(), v.clone());
+            }
+            pipeline.deferred_audit.push(Change {
+                object: self.object.name.clone(),
+                record_id: Some(id),
+                action: "create".into(),
+                field: None,
+                old: None,
+                new: Some(serde_json::Value::Object(values).to_string()),
+            });
+            pipeline.deferred_audit.extend(pipeline_audit);
+            let record = Record {
+                id,
+                number: number_for_record,
+                version: 1,
+                created_at: now,
+                updated_at: now,
+                created_by: Some(self.tenant.user_id),
+                updated_by: Some(self.tenant.user_id),
+                deleted_at: None,
+                fields: self
+                    .object
+                    .fields
+                    .iter()
+                    .map(|f| (f.name.clone(), changes.fields.get(&f.name).cloned().unwrap_or(Value::Null(f.kind.sql_type()))))
+                    .collect(),
+                custom: changes.custom.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect(),
+            };
+            let after = pipeline.after_write(tx, &write, &record).await?;
+            pipeline.deferred_audit.extend(after);
+            return Ok((record, false));
+        }
         let mut audit_rows = Vec::new();
         for field in &self.object.fields {
             if let Some(v) = changes.fields.get(&field.name).filter(|v| !v.is_null()) {
@@ -274,6 +326,7 @@ impl Records<'_> {
                 new: None,
             });
         }
+        audit_rows.extend(pipeline_audit);
         audit::append(tx, &self.tenant.audit, &audit_rows).await?;
         if let Some(i) = &idem {
             let q = Q::new("INSERT INTO idempotency_keys (company_id, user_id, key, request_hash, object, record_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
@@ -292,19 +345,58 @@ impl Records<'_> {
                 Err(e) => return Err(e),
             }
         }
-        Ok((self.get_in(Some(tx), id, true).await?, false))
+        let record = self.get_in(Some(tx), id, true).await?;
+        let after = pipeline.after_write(tx, &write, &record).await?;
+        if !after.is_empty() {
+            audit::append(tx, &self.tenant.audit, &after).await?;
+            return Ok((self.get_in(Some(tx), id, true).await?, false));
+        }
+        Ok((record, false))
     }
 
-    /// Creates a record inside the caller's transaction (imports batch many rows in one).
-    pub async fn create_in(&self, tx: &mut Tx, custom: &[Field], input: &Map<String, serde_json::Value>) -> Result<Record> {
+    /// Creates a record inside the caller's transaction with the caller's pipeline (imports
+    /// batch many rows in one and call `Pipeline::finish` once per batch).
+    pub async fn create_in(
+        &self,
+        tx: &mut Tx,
+        custom: &[Field],
+        pipeline: &mut Pipeline,
+        input: &Map<String, serde_json::Value>,
+        channel: &str,
+    ) -> Result<Record> {
         self.ensure_writer()?;
-        Ok(self.create_tx(tx, custom, input, None).await?.0)
+        Ok(self.create_tx(tx, custom, pipeline, input, None, channel).await?.0)
     }
 
     /// Updates the current version of a record inside the caller's transaction.
-    pub async fn update_in(&self, tx: &mut Tx, custom: &[Field], id: Uuid, input: &Map<String, serde_json::Value>) -> Result<Record> {
+    pub async fn update_in(
+        &self,
+        tx: &mut Tx,
+        custom: &[Field],
+        pipeline: &mut Pipeline,
+        id: Uuid,
+        input: &Map<String, serde_json::Value>,
+        channel: &str,
+    ) -> Result<Record> {
         self.ensure_writer()?;
-        self.update_tx(tx, custom, id, input, None).await
+        self.update_tx(tx, custom, pipeline, id, input, None, channel).await
+    }
+
+    /// Reads a record inside the caller's transaction, locking its row where the backend has
+    /// row locks (workflows such as lead conversion read, decide and write under one lock).
+    /// Deleted records are returned too; callers check `deleted_at`.
+    pub async fn get_in_tx(&self, tx: &mut Tx, id: Uuid) -> Result<Record> {
+        self.get_in(Some(tx), id, true).await
+    }
+
+    /// Reads a record (deleted ones too) inside the caller's transaction, locked for a change.
+    pub async fn get_for_update(&self, tx: &mut Tx, id: Uuid) -> Result<Record> {
+        self.get_in(Some(tx), id, true).await
+    }
+
+    /// Loads the governance pipeline for writes of this object inside `tx`.
+    pub async fn pipeline(&self, tx: &mut Tx) -> Result<Pipeline> {
+        Pipeline::load(tx, self.tenant, self.object).await
     }
 
     fn change(&self, action: &str, id: Option<Uuid>, field: &str, old: Option<String>, new: Option<String>) -> Change {
@@ -321,20 +413,35 @@ impl Records<'_> {
         }
     }
 
-    async fn next_number(&self, tx: &mut Tx) -> Result<String> {
-        let q = Q::new(
-            "INSERT INTO counters (company_id, object, next) VALUES ($1, $2, 1) \
-             ON CONFLICT (company_id, object) DO UPDATE SET next = counters.next + 1 RETURNING next",
-        )
-        .bind(Value::Uuid(self.tenant.company_id))
-        .bind(Value::Text(self.object.name.clone()));
-        let n = tx.fetch_one(&q, &[SqlType::Int]).await?.and_then(|r| r.int(0)).unwrap_or(1);
+    /// The next human number. Batches reserve a block at a time (a failed row leaves a gap,
+    /// as a database sequence would).
+    async fn next_number(&self, tx: &mut Tx, pipeline: &mut Pipeline) -> Result<String> {
+        if pipeline.numbers.0 >= pipeline.numbers.1 {
+            let block: i64 = if pipeline.batch { 500 } else { 1 };
+            let q = Q::new(
+                "INSERT INTO counters (company_id, object, next) VALUES ($1, $2, $3) \
+                 ON CONFLICT (company_id, object) DO UPDATE SET next = counters.next + $3 RETURNING next",
+            )
+            .bind(Value::Uuid(self.tenant.company_id))
+            .bind(Value::Text(self.object.name.clone()))
+            .bind(Value::Int(block));
+            let last = tx.fetch_one(&q, &[SqlType::Int]).await?.and_then(|r| r.int(0)).unwrap_or(block);
+            pipeline.numbers = (last - block + 1, last + 1);
+        }
+        let n = pipeline.numbers.0;
+        pipeline.numbers.0 += 1;
         Ok(format!("{}-{n:05}", self.object.number_prefix))
     }
 
     /// Every reference must point at a live record (or an active member) of the same company;
     /// another company's id reads as "not found", like everywhere else.
-    async fn check_references(&self, tx: &mut Tx, changes: &Changes, existing: Option<&Record>) -> Result<()> {
+    async fn check_references(
+        &self,
+        tx: &mut Tx,
+        changes: &Changes,
+        existing: Option<&Record>,
+        verified: &mut std::collections::HashSet<(String, Uuid)>,
+    ) -> Result<()> {
         let mut errors = Vec::new();
         for field in &self.object.fields {
             let Some(Value::Uuid(target)) = changes.fields.get(&field.name) else { continue };
@@ -361,6 +468,10 @@ impl Records<'_> {
                 errors.push(FieldError::new(&field.name, "cannot point at the record itself"));
                 continue;
             }
+            let seen_key = (table.clone().unwrap_or_else(|| "members".into()), *target);
+            if verified.contains(&seen_key) {
+                continue;
+            }
             let q = match &table {
                 None => Q::new("SELECT 1 FROM memberships WHERE company_id = $1 AND user_id = $2 AND is_active = $3")
                     .bind(Value::Uuid(self.tenant.company_id))
@@ -373,6 +484,8 @@ impl Records<'_> {
             if tx.fetch_one(&q, &[SqlType::Int]).await?.is_none() {
                 let what = if table.is_none() { "is not an active member of this company" } else { "does not exist" };
                 errors.push(FieldError::new(&field.name, what));
+            } else {
+                verified.insert(seen_key);
             }
         }
         if errors.is_empty() {
@@ -388,18 +501,23 @@ impl Records<'_> {
         self.ensure_writer()?;
         let custom = self.custom_fields().await?;
         let mut tx = self.db.begin().await?;
-        let rec = self.update_tx(&mut tx, &custom, id, input, Some(expected_version)).await?;
+        let mut pipeline = Pipeline::load(&mut tx, self.tenant, self.object).await?;
+        let rec = self.update_tx(&mut tx, &custom, &mut pipeline, id, input, Some(expected_version), "interactive").await?;
+        pipeline.finish(&mut tx).await?;
         tx.commit().await?;
         Ok(rec)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn update_tx(
         &self,
         tx: &mut Tx,
         custom: &[Field],
+        pipeline: &mut Pipeline,
         id: Uuid,
         input: &Map<String, serde_json::Value>,
         expected: Option<i64>,
+        channel: &str,
     ) -> Result<Record> {
         let mut changes = self.validator(custom).validate(input, Mode::Update).map_err(StoreError::Invalid)?;
         let existing = self.get_in(Some(tx), id, false).await?;
@@ -410,13 +528,15 @@ impl Records<'_> {
         }
         let now = now_micros();
         derive(self.object, &mut changes, Some(&existing), now).map_err(StoreError::Invalid)?;
+        let write = Write { tenant: self.tenant, object: self.object, existing: Some(&existing), channel };
+        let pipeline_audit = pipeline.before_write(tx, &write, &mut changes).await?;
         // Only real differences are written and audited.
         changes.fields.retain(|k, v| existing.fields.get(k) != Some(v));
         changes.custom.retain(|k, v| existing.custom.get(k).unwrap_or(&serde_json::Value::Null) != v);
         if changes.fields.is_empty() && changes.custom.is_empty() {
             return Ok(existing);
         }
-        self.check_references(tx, &changes, Some(&existing)).await?;
+        self.check_references(tx, &changes, Some(&existing), &mut pipeline.verified).await?;
 
         let mut q = Q::new(String::new());
         let mut sets = Vec::new();
@@ -462,8 +582,15 @@ impl Records<'_> {
         for (k, v) in &changes.custom {
             rows.push(self.change("update", Some(id), k, existing.custom.get(k).and_then(json_text), json_text(v)));
         }
+        rows.extend(pipeline_audit);
         audit::append(tx, &self.tenant.audit, &rows).await?;
-        self.get_in(Some(tx), id, true).await
+        let record = self.get_in(Some(tx), id, true).await?;
+        let after = pipeline.after_write(tx, &write, &record).await?;
+        if !after.is_empty() {
+            audit::append(tx, &self.tenant.audit, &after).await?;
+            return self.get_in(Some(tx), id, true).await;
+        }
+        Ok(record)
     }
 
     /// Soft-deletes (or, for accounts, deactivates) a record.
@@ -498,6 +625,7 @@ impl Records<'_> {
                 self.set_flag(tx, &existing, "deleted_at = $1", Value::Timestamp(now)).await?;
                 let stamp = Value::Timestamp(now).audit_text();
                 audit::append(tx, &self.tenant.audit, &[self.change("delete", Some(id), "deleted_at", None, stamp)]).await?;
+                crate::dedupe::forget(tx, self.tenant.company_id, &[id]).await?;
             }
         }
         self.get_in(Some(tx), id, true).await
@@ -553,6 +681,8 @@ impl Records<'_> {
                     &[self.change("restore", Some(id), "deleted_at", Value::Timestamp(at).audit_text(), None)],
                 )
                 .await?;
+                let restored = self.get_in(Some(tx), id, true).await?;
+                crate::dedupe::index_record(tx, self.tenant.company_id, &self.object.name, &restored).await?;
             }
         }
         self.get_in(Some(tx), id, true).await
@@ -582,6 +712,7 @@ impl Records<'_> {
         };
         let custom = self.custom_fields().await?;
         let mut tx = self.db.begin().await?;
+        let mut pipeline = Pipeline::load(&mut tx, self.tenant, self.object).await?;
         let mut out = Vec::with_capacity(count);
         let prefix = |i: usize, e: StoreError, key: &str| match e {
             StoreError::Invalid(errs) => {
@@ -593,7 +724,7 @@ impl Records<'_> {
         match req {
             BulkRequest::Create { records } => {
                 for (i, input) in records.iter().enumerate() {
-                    out.push(self.create_tx(&mut tx, &custom, input, None).await.map_err(|e| prefix(i, e, "records"))?.0);
+                    out.push(self.create_tx(&mut tx, &custom, &mut pipeline, input, None, "bulk").await.map_err(|e| prefix(i, e, "records"))?.0);
                 }
             }
             BulkRequest::Update { ids, changes } => {
@@ -601,7 +732,7 @@ impl Records<'_> {
                     return Err(StoreError::invalid("changes.version", "bulk updates apply to the current version; leave version out"));
                 }
                 for (i, id) in parse_ids(ids)?.into_iter().enumerate() {
-                    out.push(self.update_tx(&mut tx, &custom, id, changes, None).await.map_err(|e| prefix(i, e, "ids"))?);
+                    out.push(self.update_tx(&mut tx, &custom, &mut pipeline, id, changes, None, "bulk").await.map_err(|e| prefix(i, e, "ids"))?);
                 }
             }
             BulkRequest::Delete { ids } => {

@@ -31,9 +31,16 @@ pub fn expected_columns(object: &ObjectDef) -> Vec<(String, SqlType)> {
         .collect()
 }
 
+/// The DDL of a record table as the first migration created it (fields added later by
+/// `ALTER TABLE` are left out).
 pub fn record_table_ddl(object: &ObjectDef, backend: Backend) -> String {
     let mut cols = Vec::new();
-    for (name, t) in expected_columns(object) {
+    let first: Vec<(String, SqlType)> = SYSTEM_COLUMNS
+        .iter()
+        .map(|(n, t)| (n.to_string(), *t))
+        .chain(object.fields.iter().filter(|f| f.since == 1).map(|f| (f.name.clone(), f.kind.sql_type())))
+        .collect();
+    for (name, t) in first {
         let ty = column_type(t, backend);
         let extra = match name.as_str() {
             "id" => " PRIMARY KEY",
@@ -96,6 +103,77 @@ mod tests {
             for o in corvid_core::objects() {
                 let ddl = record_table_ddl(o, backend);
                 assert!(sql.contains(&ddl), "{backend:?} migration differs from metadata for {}:\n{ddl}", o.name);
+            }
+        }
+    }
+}
+
+/// Characters folded before indexing for search on PostgreSQL: Latin accents to their base
+/// letter and punctuation to spaces, so "Müller", "mueller@x.de" and "LEAD-00042" split into
+/// the same words on both backends (SQLite's FTS5 `unicode61` tokenizer does this itself).
+pub const SEARCH_FOLD_FROM: &str = "àáâãäåāçćčèéêëēęìíîïīñńòóôõöøōùúûüūýÿžš@._-+/,;:()&'\"#";
+pub const SEARCH_FOLD_TO: &str = "aaaaaaaccceeeeeeiiiiinnooooooouuuuuyyzs               ";
+
+/// The columns whose words are indexed for `q` search: the searchable fields and the number.
+pub fn search_columns(object: &ObjectDef) -> Vec<String> {
+    let mut cols: Vec<String> = object.fields.iter().filter(|f| f.searchable).map(|f| f.name.clone()).collect();
+    cols.push("number".into());
+    cols
+}
+
+/// PostgreSQL: the indexed expression. Queries must repeat it verbatim to use the index.
+pub fn search_vector_pg(object: &ObjectDef) -> String {
+    let doc = search_columns(object).iter().map(|c| format!("coalesce({c}, '')")).collect::<Vec<_>>().join(" || ' ' || ");
+    format!("to_tsvector('simple'::regconfig, translate(lower({doc}), '{}', '{SEARCH_FOLD_TO}'))", SEARCH_FOLD_FROM.replace('\'', "''"))
+}
+
+/// The search index of one object: an FTS5 table kept by triggers on SQLite, a GIN
+/// expression index on PostgreSQL.
+pub fn search_ddl(object: &ObjectDef, backend: Backend) -> String {
+    let t = &object.name;
+    let cols = search_columns(object);
+    match backend {
+        Backend::Postgres => format!("CREATE INDEX {t}_search ON {t} USING GIN ({});\n", search_vector_pg(object)),
+        Backend::Sqlite => {
+            let doc = |p: &str| cols.iter().map(|c| format!("coalesce({p}{c}, '')")).collect::<Vec<_>>().join(" || ' ' || ");
+            let changed = cols.join(", ");
+            format!(
+                "CREATE VIRTUAL TABLE {t}_fts USING fts5(body, content='', tokenize='unicode61 remove_diacritics 2');\n\
+                 INSERT INTO {t}_fts (rowid, body) SELECT rowid, {all} FROM {t};\n\
+                 CREATE TRIGGER {t}_fts_insert AFTER INSERT ON {t} BEGIN\n    INSERT INTO {t}_fts (rowid, body) VALUES (new.rowid, {new});\nEND;\n\
+                 CREATE TRIGGER {t}_fts_update AFTER UPDATE OF {changed} ON {t} BEGIN\n    \
+                 INSERT INTO {t}_fts ({t}_fts, rowid, body) VALUES ('delete', old.rowid, {old});\n    \
+                 INSERT INTO {t}_fts (rowid, body) VALUES (new.rowid, {new});\nEND;\n\
+                 CREATE TRIGGER {t}_fts_delete AFTER DELETE ON {t} BEGIN\n    \
+                 INSERT INTO {t}_fts ({t}_fts, rowid, body) VALUES ('delete', old.rowid, {old});\nEND;\n",
+                all = doc(""),
+                new = doc("new."),
+                old = doc("old."),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod search_tests {
+    use super::*;
+
+    #[test]
+    fn fold_tables_line_up() {
+        assert_eq!(SEARCH_FOLD_FROM.chars().count(), SEARCH_FOLD_TO.chars().count());
+    }
+
+    /// The search migration is what `search_ddl` generates for every object.
+    #[test]
+    fn search_migration_matches_generator() {
+        let files = [
+            (Backend::Sqlite, include_str!("../migrations/sqlite/0012_search.sql")),
+            (Backend::Postgres, include_str!("../migrations/postgres/0012_search.sql")),
+        ];
+        for (backend, sql) in files {
+            for o in corvid_core::objects() {
+                let ddl = search_ddl(o, backend);
+                assert!(sql.contains(&ddl), "{backend:?} search migration differs for {}:\n{ddl}", o.name);
             }
         }
     }

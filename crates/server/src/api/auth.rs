@@ -1,4 +1,6 @@
-//! Sign-up, sign-in, token refresh and sign-out, the caller's profile and API tokens.
+//! Sign-up, sign-in (with an optional TOTP second step), token refresh and sign-out, password
+//! reset by email, sessions and sign-out everywhere, two-factor enrolment, the caller's
+//! profile, API tokens and security log.
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{AuthUser, ClientMeta, JsonBody, Member, Params};
@@ -17,14 +19,24 @@ use uuid::Uuid;
 const MIN_PASSWORD: usize = 10;
 
 fn check_password(pw: &str) -> ApiResult<()> {
+    check_password_field("password", pw)
+}
+
+/// The password rules, naming the field that broke them.
+pub fn check_password_field(field: &str, pw: &str) -> ApiResult<()> {
     let n = pw.chars().count();
     if n < MIN_PASSWORD {
-        return Err(ApiError::invalid("password", format!("must be at least {MIN_PASSWORD} characters")));
+        return Err(ApiError::invalid(field, format!("must be at least {MIN_PASSWORD} characters")));
     }
     if n > 200 {
-        return Err(ApiError::invalid("password", "must be at most 200 characters"));
+        return Err(ApiError::invalid(field, "must be at most 200 characters"));
     }
     Ok(())
+}
+
+/// The request's origin, for security-log entries.
+pub fn audit_ctx(meta: &ClientMeta) -> AuditCtx {
+    AuditCtx { ip: meta.ip.clone(), user_agent: meta.user_agent.clone(), request_id: Some(meta.request_id.clone()), ..Default::default() }
 }
 
 fn check_name(field: &str, s: &str, max: usize) -> ApiResult<()> {
@@ -128,9 +140,110 @@ pub async fn check_credentials(st: &AppState, meta: &ClientMeta, email: &str, pa
     }
 }
 
+/// Signs in. With two-factor on, the answer is `{mfa_required: true, mfa_token}` instead of
+/// tokens, and `login/mfa` finishes the sign-in.
 pub async fn login(State(st): State<AppState>, meta: ClientMeta, JsonBody(body, _): JsonBody<LoginBody>) -> ApiResult<impl IntoResponse> {
     let user = check_credentials(&st, &meta, &body.email, &body.password).await?;
+    if auth::totp_enabled(&st.db, user.id).await? {
+        let token = auth::create_mfa_challenge(&st.db, user.id).await?;
+        return Ok(Json(json!({
+            "mfa_required": true,
+            "mfa_token": token,
+            "expires_in": auth::MFA_CHALLENGE_MINUTES * 60,
+        })));
+    }
+    auth::record_event(&st.db, user.id, "signed_in", Some("api"), &audit_ctx(&meta)).await?;
     Ok(Json(session_response(&st, user.id, None, &meta).await?))
+}
+
+/// Takes a token from a per-address bucket of the account routes (reset, second factor).
+pub fn throttle_auth(st: &AppState, meta: &ClientMeta, what: &str) -> ApiResult<()> {
+    let key = format!("{what}:ip:{}", meta.ip.as_deref().unwrap_or("-"));
+    st.limiter.per_minute(&key, st.limiter.limits.auth_per_ip).map_err(|retry_after| ApiError::TooManyRequests { retry_after })
+}
+
+/// Checks a second factor for a user: a current TOTP code (each time step once) or an unused
+/// recovery code. Failures count toward the sign-in lockout of `mfa:<user>`.
+pub async fn check_second_factor(
+    st: &AppState,
+    user_id: Uuid,
+    code: Option<&str>,
+    recovery_code: Option<&str>,
+) -> ApiResult<Option<&'static str>> {
+    let key = format!("mfa:{user_id}");
+    if let Some(wait) = auth::login_locked(&st.db, &key).await? {
+        return Err(ApiError::TooManyRequests { retry_after: wait });
+    }
+    let used = match (code.map(str::trim).filter(|c| !c.is_empty()), recovery_code.map(str::trim).filter(|c| !c.is_empty())) {
+        (Some(code), None) => {
+            let totp = auth::totp(&st.db, user_id).await?.filter(|t| t.enabled);
+            let step = totp.and_then(|t| crate::totp::verify(&t.secret, code, chrono::Utc::now().timestamp()));
+            match step {
+                Some(step) if auth::totp_accept_step(&st.db, user_id, step).await? => Some("totp"),
+                _ => None,
+            }
+        }
+        (None, Some(rc)) => auth::use_recovery_code(&st.db, user_id, rc).await?.then_some("recovery_code"),
+        _ => return Err(ApiError::invalid("code", "send either code (from the authenticator app) or recovery_code")),
+    };
+    match used {
+        Some(kind) => {
+            auth::login_succeeded(&st.db, &key).await?;
+            Ok(Some(kind))
+        }
+        None => {
+            auth::login_failed(&st.db, &key).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// The second step of a sign-in (shared with the web form). Returns the user.
+pub async fn complete_mfa(
+    st: &AppState,
+    meta: &ClientMeta,
+    mfa_token: &str,
+    code: Option<&str>,
+    recovery_code: Option<&str>,
+) -> ApiResult<Uuid> {
+    throttle_auth(st, meta, "mfa")?;
+    let Some(user_id) = auth::mfa_challenge_user(&st.db, mfa_token).await? else {
+        return Err(ApiError::Unauthorized("this sign-in has expired or was already used; sign in again".into()));
+    };
+    match check_second_factor(st, user_id, code, recovery_code).await? {
+        Some(kind) => {
+            if !auth::mfa_challenge_spend(&st.db, mfa_token).await? {
+                return Err(ApiError::Unauthorized("this sign-in has expired or was already used; sign in again".into()));
+            }
+            auth::touch_login(&st.db, user_id).await?;
+            let detail = if kind == "recovery_code" { "with a recovery code" } else { "with an authenticator code" };
+            auth::record_event(&st.db, user_id, "signed_in", Some(detail), &audit_ctx(meta)).await?;
+            Ok(user_id)
+        }
+        None => {
+            auth::mfa_challenge_failed(&st.db, mfa_token).await?;
+            auth::record_event(&st.db, user_id, "second_factor_failed", None, &audit_ctx(meta)).await?;
+            tracing::info!(ip = meta.ip.as_deref().unwrap_or("-"), "wrong second-factor code");
+            Err(ApiError::Unauthorized("the code is not right".into()))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MfaLoginBody {
+    mfa_token: String,
+    code: Option<String>,
+    recovery_code: Option<String>,
+}
+
+pub async fn login_mfa(
+    State(st): State<AppState>,
+    meta: ClientMeta,
+    JsonBody(body, _): JsonBody<MfaLoginBody>,
+) -> ApiResult<impl IntoResponse> {
+    let user_id = complete_mfa(&st, &meta, &body.mfa_token, body.code.as_deref(), body.recovery_code.as_deref()).await?;
+    Ok(Json(session_response(&st, user_id, None, &meta).await?))
 }
 
 #[derive(Deserialize)]
@@ -255,4 +368,292 @@ pub async fn show_company(State(st): State<AppState>, Member(t): Member) -> ApiR
     let mut v = serde_json::to_value(c).map_err(|_| ApiError::Internal)?;
     v["role"] = t.role.as_str().into();
     Ok(Json(v))
+}
+
+// ---------------------------------------------------------------------------------------
+// Password reset
+// ---------------------------------------------------------------------------------------
+
+/// What a reset request always answers: whether an account exists is never said.
+pub const RESET_SENT: &str =
+    "If an account exists for this address, we have sent it a link to set a new password. The link works for 30 minutes.";
+
+/// Base of links in mail: the configured public URL; else the request's host when allowed
+/// hosts are configured (so it is one of them); else localhost.
+fn link_base(st: &AppState, host: Option<&str>, https: bool) -> String {
+    if let Some(u) = &st.public_url {
+        return u.clone();
+    }
+    match host {
+        Some(h) if st.edge.allowed_hosts.is_some() && st.edge.host_allowed(h) => format!("{}://{h}", if https { "https" } else { "http" }),
+        _ => "http://localhost:8080".into(),
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+fn reset_email(to: &str, name: &str, link: &str) -> crate::mail::Email {
+    let text = format!(
+        "Hello {name},\n\nSomeone (we hope you) asked to set a new password for your Corvid account.\n\
+         Open this link within {mins} minutes to choose one:\n\n{link}\n\n\
+         If you did not ask, ignore this email: your password stays as it is.\n",
+        mins = auth::RESET_MINUTES
+    );
+    let html = format!(
+        "<!doctype html><html><body><p>Hello {name},</p><p>Someone (we hope you) asked to set a new password for your Corvid account. \
+         Open this link within {mins} minutes to choose one:</p><p><a href=\"{link}\">Set a new password</a></p>\
+         <p>Or copy this address: {link}</p><p>If you did not ask, ignore this email: your password stays as it is.</p></body></html>",
+        name = html_escape(name),
+        link = html_escape(link),
+        mins = auth::RESET_MINUTES
+    );
+    crate::mail::Email { to: to.into(), subject: "Set a new Corvid password".into(), text, html: Some(html) }
+}
+
+/// Handles a reset request (shared with the web form): throttles by address and by email,
+/// and for an active account issues a token and mails the link in the background, so the
+/// answer takes the same time either way.
+pub async fn request_password_reset(st: &AppState, meta: &ClientMeta, email: &str, host: Option<&str>, https: bool) -> ApiResult<()> {
+    throttle_auth(st, meta, "reset")?;
+    let email = auth::normalise_email(email);
+    let email_key = format!("reset:email:{}", &auth::token_hash(&email)[..24]);
+    st.limiter
+        .take(&email_key, crate::ratelimit::RESET_REQUESTS_PER_EMAIL_PER_HOUR, 3600)
+        .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+    let Some(user) = auth::user_by_email(&st.db, &email).await?.filter(|u| u.is_active) else {
+        tracing::info!("password reset asked for an unknown or inactive email");
+        return Ok(());
+    };
+    let Some(token) = auth::create_password_reset(&st.db, user.id, meta.ip.as_deref()).await? else {
+        tracing::info!("password reset links for this account are used up for the hour");
+        return Ok(());
+    };
+    auth::record_event(&st.db, user.id, "password_reset_requested", None, &audit_ctx(meta)).await?;
+    let link = format!("{}/reset-password?token={token}", link_base(st, host, https));
+    if !st.mailer.enabled() {
+        if st.mailer.demo {
+            tracing::info!(target: "corvid::outbox", to = %user.email, %link, "mail is disabled; demo mode writes the password-reset link here");
+        } else {
+            tracing::warn!("a password reset was requested, but mail is disabled (set CORVID_SMTP_URL); no email was sent");
+        }
+        return Ok(());
+    }
+    let mailer = st.mailer.clone();
+    let email = reset_email(&user.email, &user.name, &link);
+    let sink = st.syslog.clone();
+    let fut = tracing::Instrument::instrument(
+        async move {
+            match mailer.send(&email).await {
+                Ok(()) => tracing::info!("password reset email sent"),
+                Err(e) => tracing::warn!(error = %e, "password reset email could not be sent"),
+            }
+        },
+        tracing::Span::current(),
+    );
+    tokio::spawn(crate::syslog::SINK.scope(sink, fut));
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequestBody {
+    email: String,
+}
+
+pub async fn password_reset(
+    State(st): State<AppState>,
+    meta: ClientMeta,
+    headers: axum::http::HeaderMap,
+    JsonBody(body, _): JsonBody<ResetRequestBody>,
+) -> ApiResult<impl IntoResponse> {
+    corvid_core::validate::parse_email(&body.email).map_err(|e| ApiError::invalid("email", e))?;
+    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
+    request_password_reset(&st, &meta, &body.email, host, crate::web::is_https(&headers)).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "detail": RESET_SENT }))))
+}
+
+/// Sets a new password with a reset token (shared with the web form). Ends every session.
+pub async fn confirm_password_reset(st: &AppState, meta: &ClientMeta, token: &str, new_password: &str) -> ApiResult<Uuid> {
+    throttle_auth(st, meta, "reset-confirm")?;
+    check_password_field("new_password", new_password)?;
+    let Some(user_id) = auth::reset_password(&st.db, token.trim(), new_password).await? else {
+        return Err(ApiError::bad_field("token", "is invalid, expired or already used; ask for a new link"));
+    };
+    if let Some(u) = auth::user_by_id(&st.db, user_id).await? {
+        // The owner proved control of the mailbox: earlier failed sign-ins no longer count.
+        auth::login_succeeded(&st.db, &format!("email:{}", u.email)).await?;
+    }
+    auth::record_event(&st.db, user_id, "password_reset", Some("every session was signed out"), &audit_ctx(meta)).await?;
+    tracing::info!("password was reset by emailed link");
+    Ok(user_id)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetConfirmBody {
+    token: String,
+    new_password: String,
+}
+
+pub async fn password_reset_confirm(
+    State(st): State<AppState>,
+    meta: ClientMeta,
+    JsonBody(body, _): JsonBody<ResetConfirmBody>,
+) -> ApiResult<impl IntoResponse> {
+    confirm_password_reset(&st, &meta, &body.token, &body.new_password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------
+// Sessions
+// ---------------------------------------------------------------------------------------
+
+pub async fn sessions(State(st): State<AppState>, user: AuthUser) -> ApiResult<impl IntoResponse> {
+    Ok(Json(json!({ "data": auth::list_sessions(&st.db, user.user_id, user.session, None).await? })))
+}
+
+pub async fn revoke_session(State(st): State<AppState>, user: AuthUser, p: Params) -> ApiResult<impl IntoResponse> {
+    let id = p.str("session_id");
+    if id.len() > 64 {
+        return Err(ApiError::bad_field("session_id", "is not a session id"));
+    }
+    if !auth::revoke_session(&st.db, user.user_id, id).await? {
+        return Err(ApiError::not_found("session"));
+    }
+    auth::record_event(&st.db, user.user_id, "session_revoked", Some(id), &audit_ctx(&user.meta)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Signs out every session of the caller, this one included.
+pub async fn logout_all(State(st): State<AppState>, user: AuthUser) -> ApiResult<impl IntoResponse> {
+    auth::revoke_all_sessions(&st.db, user.user_id).await?;
+    auth::record_event(&st.db, user.user_id, "signed_out_everywhere", None, &audit_ctx(&user.meta)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn security_events(State(st): State<AppState>, user: AuthUser) -> ApiResult<impl IntoResponse> {
+    Ok(Json(json!({ "data": auth::security_events(&st.db, user.user_id, 100).await? })))
+}
+
+// ---------------------------------------------------------------------------------------
+// Two-factor (TOTP) enrolment
+// ---------------------------------------------------------------------------------------
+
+pub async fn mfa_status(State(st): State<AppState>, user: AuthUser) -> ApiResult<impl IntoResponse> {
+    let t = auth::totp(&st.db, user.user_id).await?;
+    Ok(Json(json!({
+        "totp_enabled": t.as_ref().is_some_and(|t| t.enabled),
+        "totp_pending": t.as_ref().is_some_and(|t| !t.enabled),
+        "recovery_codes_left": auth::recovery_codes_left(&st.db, user.user_id).await?,
+    })))
+}
+
+/// Starts enrolment (shared with the web page): a new secret, pending until confirmed.
+pub async fn begin_totp(st: &AppState, user_id: Uuid) -> ApiResult<(String, String)> {
+    let user = auth::user_by_id(&st.db, user_id).await?.ok_or(ApiError::Internal)?;
+    let secret = crate::totp::new_secret();
+    if !auth::totp_begin(&st.db, user_id, &secret).await? {
+        return Err(ApiError::Conflict("two-factor sign-in is already on; turn it off first to enrol a new device".into()));
+    }
+    let uri = crate::totp::otpauth_uri(&user.email, &secret);
+    Ok((secret, uri))
+}
+
+pub async fn mfa_enroll(State(st): State<AppState>, user: AuthUser) -> ApiResult<impl IntoResponse> {
+    let (secret, uri) = begin_totp(&st, user.user_id).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "secret": secret, "otpauth_uri": uri }))))
+}
+
+/// Confirms enrolment with a first code; returns the recovery codes (shown once).
+pub async fn confirm_totp(st: &AppState, user_id: Uuid, code: &str, meta: &ClientMeta) -> ApiResult<Vec<String>> {
+    let Some(t) = auth::totp(&st.db, user_id).await? else {
+        return Err(ApiError::Conflict("start enrolment first".into()));
+    };
+    if t.enabled {
+        return Err(ApiError::Conflict("two-factor sign-in is already on".into()));
+    }
+    let Some(step) = crate::totp::verify(&t.secret, code, chrono::Utc::now().timestamp()) else {
+        return Err(ApiError::invalid("code", "is not the current code of the authenticator app"));
+    };
+    let codes = auth::new_recovery_codes();
+    if !auth::totp_enable(&st.db, user_id, step, &codes).await? {
+        return Err(ApiError::Conflict("two-factor sign-in is already on".into()));
+    }
+    auth::record_event(&st.db, user_id, "two_factor_enabled", None, &audit_ctx(meta)).await?;
+    Ok(codes)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeBody {
+    code: String,
+}
+
+pub async fn mfa_confirm(
+    State(st): State<AppState>,
+    user: AuthUser,
+    JsonBody(body, _): JsonBody<CodeBody>,
+) -> ApiResult<impl IntoResponse> {
+    let codes = confirm_totp(&st, user.user_id, &body.code, &user.meta).await?;
+    Ok(Json(json!({ "recovery_codes": codes })))
+}
+
+/// Proves it is really the user before a second-factor change: the password (failures count
+/// toward the sign-in lockout) and a current code or recovery code.
+pub async fn reauthenticate(
+    st: &AppState,
+    user_id: Uuid,
+    password: &str,
+    code: Option<&str>,
+    recovery_code: Option<&str>,
+) -> ApiResult<()> {
+    let user = auth::user_by_id(&st.db, user_id).await?.ok_or(ApiError::Internal)?;
+    let key = format!("email:{}", user.email);
+    if let Some(wait) = auth::login_locked(&st.db, &key).await? {
+        return Err(ApiError::TooManyRequests { retry_after: wait });
+    }
+    if password.len() > 1024 || !auth::verify_password(&user.password_hash, password) {
+        auth::login_failed(&st.db, &key).await?;
+        return Err(ApiError::invalid("password", "is not right"));
+    }
+    if !auth::totp_enabled(&st.db, user_id).await? {
+        return Err(ApiError::Conflict("two-factor sign-in is not on".into()));
+    }
+    match check_second_factor(st, user_id, code, recovery_code).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::invalid(if recovery_code.is_some() { "recovery_code" } else { "code" }, "is not right")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReauthBody {
+    password: String,
+    code: Option<String>,
+    recovery_code: Option<String>,
+}
+
+pub async fn mfa_disable(
+    State(st): State<AppState>,
+    user: AuthUser,
+    JsonBody(body, _): JsonBody<ReauthBody>,
+) -> ApiResult<impl IntoResponse> {
+    reauthenticate(&st, user.user_id, &body.password, body.code.as_deref(), body.recovery_code.as_deref()).await?;
+    auth::totp_disable(&st.db, user.user_id).await?;
+    auth::record_event(&st.db, user.user_id, "two_factor_disabled", None, &audit_ctx(&user.meta)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn mfa_recovery_codes(
+    State(st): State<AppState>,
+    user: AuthUser,
+    JsonBody(body, _): JsonBody<ReauthBody>,
+) -> ApiResult<impl IntoResponse> {
+    reauthenticate(&st, user.user_id, &body.password, body.code.as_deref(), body.recovery_code.as_deref()).await?;
+    let codes = auth::new_recovery_codes();
+    auth::replace_recovery_codes(&st.db, user.user_id, &codes).await?;
+    auth::record_event(&st.db, user.user_id, "recovery_codes_replaced", None, &audit_ctx(&user.meta)).await?;
+    Ok(Json(json!({ "recovery_codes": codes })))
 }

@@ -1,5 +1,10 @@
 pub mod admin;
 pub mod auth;
+pub mod dedupe;
 pub mod imports;
 pub mod jobs;
+pub mod leads;
+pub mod logs;
+pub mod privacy;
 pub mod records;
+pub mod rules;

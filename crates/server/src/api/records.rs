@@ -134,6 +134,12 @@ pub async fn show(State(st): State<AppState>, member: Member, p: Params, RawQuer
     }
     let records = t.records(&st.db, object);
     let rec = records.get(id).await?;
+    if rec.deleted_at.is_some() {
+        // A merged record answers with a redirect to the record it was merged into.
+        if let Some(to) = corvid_store::merge::merged_into(&st.db, t.company_id, id).await? {
+            return Ok(crate::api::dedupe::to_survivor(t.company_id, object, id, to));
+        }
+    }
     let custom = records.custom_fields().await?;
     Ok(with_etag(Json(render(object, &custom, &rec, fields.as_deref())).into_response(), rec.version))
 }

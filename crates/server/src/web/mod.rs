@@ -6,9 +6,15 @@
 pub mod admin;
 pub mod assets;
 pub mod auth;
+pub mod dedupe;
 pub mod format;
+pub mod imports;
 pub mod jobs;
+pub mod privacy;
+pub mod leads;
+pub mod logs;
 pub mod records;
+pub mod rules;
 
 use crate::error::ApiError;
 use crate::extract::{client_meta, Params};
@@ -43,6 +49,16 @@ pub fn routes() -> Router<AppState> {
         .route("/profile/password", post(auth::change_password))
         .route("/profile/tokens", post(auth::create_token))
         .route("/profile/tokens/{token_id}/revoke", post(auth::revoke_token))
+        .route("/login/mfa", get(auth::mfa_page).post(auth::mfa_submit))
+        .route("/forgot-password", get(auth::forgot_page).post(auth::forgot_submit))
+        .route("/reset-password", get(auth::reset_page).post(auth::reset_submit))
+        .route("/profile/security", get(auth::security))
+        .route("/profile/sessions/{session_id}/revoke", post(auth::revoke_session))
+        .route("/profile/sessions/revoke-all", post(auth::revoke_all_sessions))
+        .route("/profile/mfa/enroll", post(auth::mfa_enroll))
+        .route("/profile/mfa/confirm", post(auth::mfa_confirm))
+        .route("/profile/mfa/disable", post(auth::mfa_disable))
+        .route("/profile/mfa/recovery-codes", post(auth::mfa_recovery_codes))
         .route("/assets/{file}", get(assets::serve))
         .route(a, get(auth::company_home))
         .route(&format!("{a}/dashboard"), get(admin::dashboard))
@@ -54,6 +70,31 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{a}/settings/fields/{{object}}/{{name}}/delete"), post(admin::delete_field))
         .route(&format!("{a}/settings/audit"), get(admin::audit))
         .route(&format!("{a}/settings/jobs"), get(jobs::page).post(jobs::action))
+        .route(&format!("{a}/settings/scoring"), get(rules::scoring).post(rules::scoring_post))
+        .route(&format!("{a}/settings/assignment"), get(rules::assignment).post(rules::assignment_post))
+        .route(&format!("{a}/leads/{{id}}/score"), get(rules::panel))
+        .route(&format!("{a}/settings/logs"), get(logs::page))
+        .route(&format!("{a}/settings/dedupe"), get(dedupe::settings).post(dedupe::settings_post))
+        .route(&format!("{a}/settings/dedupe/scans/{{scan_id}}"), get(dedupe::scan_report))
+        .route(&format!("{a}/dedupe/review"), get(dedupe::review))
+        .route(&format!("{a}/dedupe/merge"), post(dedupe::merge_post))
+        .route(&format!("{a}/dedupe/dismiss"), post(dedupe::dismiss_post))
+        .route(&format!("{a}/{{object}}/{{id}}/duplicates"), get(dedupe::panel))
+        .route(&format!("{a}/imports"), get(imports::index).post(imports::upload).layer(axum::extract::DefaultBodyLimit::max(crate::UPLOAD_LIMIT)))
+        .route(&format!("{a}/imports/templates/{{template_id}}/delete"), post(imports::delete_template))
+        .route(&format!("{a}/imports/{{import_id}}"), get(imports::progress))
+        .route(&format!("{a}/imports/{{import_id}}/mapping"), get(imports::mapping_page).post(imports::mapping_save))
+        .route(&format!("{a}/imports/{{import_id}}/preview"), get(imports::preview_page))
+        .route(&format!("{a}/imports/{{import_id}}/start"), post(imports::start))
+        .route(&format!("{a}/imports/{{import_id}}/errors.csv"), get(imports::errors_csv))
+        .route(&format!("{a}/leads/{{id}}/qualification"), get(leads::qualification).post(leads::save_qualification))
+        .route(&format!("{a}/leads/{{id}}/convert"), get(leads::convert_page).post(leads::convert_step))
+        .route(&format!("{a}/settings/quality"), get(privacy::settings_page))
+        .route(&format!("{a}/dashboard/quality"), get(privacy::widget))
+        .route(&format!("{a}/{{object}}/{{id}}/privacy"), get(privacy::panel))
+        .route(&format!("{a}/{{object}}/{{id}}/privacy/consent"), post(privacy::consent))
+        .route(&format!("{a}/{{object}}/{{id}}/privacy/export"), get(privacy::export))
+        .route(&format!("{a}/{{object}}/{{id}}/privacy/erase"), post(privacy::erase))
         .route(&format!("{a}/{{object}}"), get(records::list).post(records::create))
         .route(&format!("{a}/{{object}}/new"), get(records::new_form))
         .route(&format!("{a}/{{object}}/bulk"), post(records::bulk))
@@ -130,6 +171,7 @@ impl From<ApiError> for WebError {
             ApiError::TooManyRequests { retry_after } => format!("Too many attempts. Try again in {retry_after} seconds."),
             ApiError::Invalid(errs) => field_errors(errs),
             ApiError::Conflict(d) | ApiError::BadRequest(d, _) | ApiError::Unauthorized(d) => d.clone(),
+            ApiError::Duplicate { detail, .. } => format!("Not saved: {detail}."),
             other => format!("{other:?}"),
         };
         WebError::new(status, message)
@@ -252,6 +294,10 @@ impl Ctx {
     pub fn can_write(&self) -> bool {
         self.role.can_write()
     }
+    /// Admins and Managers import files.
+    pub fn can_import(&self) -> bool {
+        crate::api::imports::can_import(self.role)
+    }
     pub fn base(&self) -> String {
         format!("/app/{}", self.company_id)
     }
@@ -298,6 +344,7 @@ impl FromRequestParts<AppState> for Page {
         let Some((role, calling_code)) = companies::active_role(&state.db, company_id, signed.user.id).await.map_err(err)? else {
             return Err(PageRejection::Error(WebError::not_found()));
         };
+        crate::syslog::note_company(company_id);
         let companies = companies::companies_of(&state.db, signed.user.id).await.map_err(err)?;
         let company_name = companies.iter().find(|c| c.id == company_id).map(|c| c.name.clone()).unwrap_or_default();
         let meta = client_meta(parts);
@@ -336,7 +383,8 @@ pub fn is_htmx(headers: &HeaderMap) -> bool {
 }
 
 /// Rejects cross-site form posts: every state-changing request must carry the session's CSRF
-/// token (form field `_csrf` or `X-CSRF-Token` header). Sign-in and sign-up, which have no
+/// token (form field `_csrf`, `X-CSRF-Token` header, or for multipart uploads `_csrf` in the
+/// query; always compared in constant time). Sign-in and sign-up, which have no
 /// session yet, instead require a same-origin `Origin` when the browser sends one.
 pub async fn csrf_guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) || req.uri().path().starts_with("/api/") {
@@ -354,7 +402,9 @@ pub async fn csrf_guard(State(st): State<AppState>, req: Request, next: Next) ->
         return WebError::new(StatusCode::FORBIDDEN, "This form was sent from another site, so it was refused.").into_response();
     }
     let path = parts.uri.path();
-    if path == "/login" || path == "/register" {
+    // The second sign-in step and password reset also come before any session; the former is
+    // tied to its HttpOnly challenge cookie, the latter to the emailed token.
+    if matches!(path, "/login" | "/register" | "/login/mfa" | "/forgot-password" | "/reset-password") {
         return next.run(Request::from_parts(parts, body)).await;
     }
     let Some(cookie) = cookie_value(&parts.headers) else {
@@ -366,6 +416,23 @@ pub async fn csrf_guard(State(st): State<AppState>, req: Request, next: Next) ->
         Err(e) => return WebError::from(e).into_response(),
     };
     let header_token = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_string);
+    // File uploads (multipart) are not buffered here to find a form field: a plain upload form
+    // carries the token in its action's query (`?_csrf=`), htmx sends the header.
+    let is_multipart = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let query_token = if is_multipart {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(parts.uri.query().unwrap_or(""))
+            .unwrap_or_default()
+            .into_iter()
+            .find(|(k, _)| k == "_csrf")
+            .map(|(_, v)| v)
+    } else {
+        None
+    };
+    let header_token = header_token.or(query_token);
     let is_form = parts
         .headers
         .get(header::CONTENT_TYPE)

@@ -687,6 +687,14 @@ pub async fn show(State(st): State<AppState>, page: Page, p: crate::extract::Par
     let id = id_of(&p)?;
     let records = page.tenant.records(&st.db, object);
     let rec = records.get(id).await?;
+    if rec.deleted_at.is_some() {
+        // A merged record's page is the survivor's.
+        if let Some(to) = corvid_store::merge::merged_into(&st.db, page.tenant.company_id, id).await? {
+            let note = urlencode(&format!("{} was merged into this {}.", rec.number, object.label.to_lowercase()));
+            let to = axum::response::Redirect::to(&format!("{}/{}/{to}?notice={note}", page.ctx.base(), object.name));
+            return Ok(axum::response::IntoResponse::into_response(to));
+        }
+    }
     let custom = records.custom_fields().await?;
     let base = page.ctx.base();
     let lk = Lookups::load(&st.db, page.tenant.company_id, object, &[&rec]).await?;
@@ -1013,7 +1021,7 @@ pub async fn log_activity(
     headers: HeaderMap,
     Form(form): Form<Pairs>,
 ) -> WebResult<Response> {
-    let allowed = ["activity_type", "title", "description", "outcome", "duration_minutes", "activity_date"];
+    let allowed = ["activity_type", "direction", "title", "description", "outcome", "duration_minutes", "activity_date"];
     let link = |o: &ObjectDef, id: Uuid| vec![(format!("{}_id", o.singular), id.to_string())];
     create_from_record(&st, &page, &p, &headers, &form, "activities", &allowed, link, "Activity logged.", "Not logged").await
 }
@@ -1026,7 +1034,7 @@ pub async fn add_task(
     headers: HeaderMap,
     Form(form): Form<Pairs>,
 ) -> WebResult<Response> {
-    let allowed = ["title", "description", "due_at", "priority", "assignee_id"];
+    let allowed = ["title", "task_type", "description", "due_at", "priority", "assignee_id"];
     let link = |o: &ObjectDef, id: Uuid| {
         if matches!(o.name.as_str(), "tasks" | "activities") {
             Vec::new()

@@ -22,6 +22,8 @@ pub struct TestApp {
     _dir: Option<tempfile::TempDir>,
     /// Uploads of this app, removed with it.
     pub data: tempfile::TempDir,
+    /// The app's state (shares keys, limiter and settings with the router).
+    pub state: AppState,
 }
 
 pub struct Resp {
@@ -57,13 +59,22 @@ pub const PASSWORD: &str = "correct horse battery";
 
 impl TestApp {
     pub async fn sqlite() -> TestApp {
+        Self::sqlite_with(&async |_: &mut AppState| {}).await
+    }
+
+    /// A SQLite app whose state `configure` adjusts first (limits, mail, keys, hosts).
+    pub async fn sqlite_with(configure: &impl AsyncFn(&mut AppState)) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("corvid.db").display());
         let db = Db::connect(&url).await.expect("sqlite");
-        Self::finish(db, "sqlite", Some(dir)).await
+        Self::finish(db, "sqlite", Some(dir), configure).await
     }
 
     pub async fn postgres() -> Option<TestApp> {
+        Self::postgres_with(&async |_: &mut AppState| {}).await
+    }
+
+    pub async fn postgres_with(configure: &impl AsyncFn(&mut AppState)) -> Option<TestApp> {
         let url = std::env::var("CORVID_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())?;
         let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
         let admin = Db::connect(&url).await.expect("postgres");
@@ -71,24 +82,30 @@ impl TestApp {
         admin.close().await;
         let opts = sqlx::postgres::PgConnectOptions::from_str(&url).expect("url").options([("search_path", schema.as_str())]);
         let db = Db::connect_postgres(opts, 5).await.expect("postgres pool");
-        Some(Self::finish(db, "postgres", None).await)
+        Some(Self::finish(db, "postgres", None, configure).await)
     }
 
-    async fn finish(db: Db, backend: &'static str, dir: Option<tempfile::TempDir>) -> TestApp {
+    async fn finish(db: Db, backend: &'static str, dir: Option<tempfile::TempDir>, configure: &impl AsyncFn(&mut AppState)) -> TestApp {
         // Server errors show up in the failing test's output.
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
         corvid_store::migrate::run(&db).await.expect("migrate");
         let mut state = AppState::new(db.clone(), Some("test-secret".into())).await.expect("state");
         let data = tempfile::tempdir().expect("data dir");
         state.data_dir = data.path().to_path_buf();
-        let router = corvid_server::router(state).layer(MockConnectInfo(SocketAddr::from(([10, 1, 2, 3], 40000))));
-        TestApp { router, db, backend, _dir: dir, data }
+        configure(&mut state).await;
+        let router = corvid_server::router(state.clone()).layer(MockConnectInfo(SocketAddr::from(([10, 1, 2, 3], 40000))));
+        TestApp { router, db, backend, _dir: dir, data, state }
     }
 
     /// SQLite always; PostgreSQL too when configured.
     pub async fn all() -> Vec<TestApp> {
-        let mut v = vec![Self::sqlite().await];
-        if let Some(pg) = Self::postgres().await {
+        Self::all_with(&async |_: &mut AppState| {}).await
+    }
+
+    /// Like `all`, with the app state adjusted by `configure` before the router is built.
+    pub async fn all_with(configure: &impl AsyncFn(&mut AppState)) -> Vec<TestApp> {
+        let mut v = vec![Self::sqlite_with(configure).await];
+        if let Some(pg) = Self::postgres_with(configure).await {
             v.push(pg);
         }
         v

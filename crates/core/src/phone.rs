@@ -1,0 +1,234 @@
+//! Phone numbers: parsing to E.164 with each country's real numbering plan (libphonenumber's
+//! metadata through the `phonenumber` crate), and what kind of line a number is.
+//!
+//! Numbers written without a country code are read in the company's default country (its
+//! calling code, e.g. "91"), so "098765 43210" and "+91 98765 43210" are the same number.
+
+use phonenumber::metadata::DATABASE;
+use phonenumber::{country, Mode, PhoneNumber, Type};
+use serde::Serialize;
+
+/// Longest input we try to parse; real numbers with formatting are well under this.
+const MAX_INPUT: usize = 40;
+
+/// What kind of line a number belongs to, from the country's numbering plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineKind {
+    Mobile,
+    FixedLine,
+    /// Plans that cannot tell the two apart (the US and Canada).
+    FixedLineOrMobile,
+    TollFree,
+    PremiumRate,
+    SharedCost,
+    Voip,
+    PersonalNumber,
+    Pager,
+    /// Universal access ("company") numbers.
+    Uan,
+    Voicemail,
+    Other,
+}
+
+impl LineKind {
+    fn of(t: Type) -> LineKind {
+        match t {
+            Type::Mobile => LineKind::Mobile,
+            Type::FixedLine => LineKind::FixedLine,
+            Type::FixedLineOrMobile => LineKind::FixedLineOrMobile,
+            Type::TollFree => LineKind::TollFree,
+            Type::PremiumRate => LineKind::PremiumRate,
+            Type::SharedCost => LineKind::SharedCost,
+            Type::Voip => LineKind::Voip,
+            Type::PersonalNumber => LineKind::PersonalNumber,
+            Type::Pager => LineKind::Pager,
+            Type::Uan => LineKind::Uan,
+            Type::Voicemail => LineKind::Voicemail,
+            _ => LineKind::Other,
+        }
+    }
+
+    /// A line a person can be reached on directly (calls and, usually, messages).
+    pub fn is_personal(self) -> bool {
+        matches!(self, LineKind::Mobile | LineKind::FixedLine | LineKind::FixedLineOrMobile | LineKind::Voip | LineKind::PersonalNumber)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            LineKind::Mobile => "mobile",
+            LineKind::FixedLine => "fixed line",
+            LineKind::FixedLineOrMobile => "fixed line or mobile",
+            LineKind::TollFree => "toll-free",
+            LineKind::PremiumRate => "premium-rate",
+            LineKind::SharedCost => "shared-cost",
+            LineKind::Voip => "VoIP",
+            LineKind::PersonalNumber => "personal (forwarding)",
+            LineKind::Pager => "pager",
+            LineKind::Uan => "universal access",
+            LineKind::Voicemail => "voicemail",
+            LineKind::Other => "unknown",
+        }
+    }
+}
+
+/// A valid number, normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneInfo {
+    /// `+` and digits, e.g. "+919876543210".
+    pub e164: String,
+    pub calling_code: u16,
+    /// ISO 3166-1 alpha-2 region the number belongs to, when the plan tells ("IN", "GB").
+    pub region: Option<String>,
+    pub kind: LineKind,
+}
+
+/// The main region of a calling code ("91" -> IN, "1" -> US, "44" -> GB).
+pub fn region_for_calling_code(code: &str) -> Option<country::Id> {
+    let code: u16 = code.trim().trim_start_matches('+').parse().ok()?;
+    let metas = DATABASE.by_code(&code)?;
+    let main = metas.iter().find(|m| m.is_main_country_for_code()).or(metas.first())?;
+    main.id().parse().ok()
+}
+
+/// The calling code of a region ("IN" -> 91, "CA" -> 1).
+pub fn calling_code_of_region(region: &str) -> Option<u16> {
+    DATABASE.by_id(region.trim().to_ascii_uppercase().as_str()).map(|m| m.country_code())
+}
+
+fn describe(n: &PhoneNumber) -> PhoneInfo {
+    PhoneInfo {
+        e164: n.format().mode(Mode::E164).to_string(),
+        calling_code: n.code().value(),
+        region: n.country().id().map(|id| id.as_ref().to_string()),
+        kind: LineKind::of(n.number_type(&DATABASE)),
+    }
+}
+
+/// The parser belongs to a third-party crate; a panic inside it must not take a request down.
+fn parse_guarded(region: Option<country::Id>, s: &str) -> Option<PhoneNumber> {
+    std::panic::catch_unwind(|| phonenumber::parse(region, s).ok()).ok().flatten()
+}
+
+/// Parses what a person typed into a valid number. Errors are phrased to follow the field
+/// name ("phone is not a valid ...").
+pub fn parse(raw: &str, calling_code: &str) -> Result<PhoneInfo, String> {
+    let s = raw.trim();
+    if s.len() > MAX_INPUT {
+        return Err("is too long for a phone number".into());
+    }
+    if !s.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c)) {
+        return Err("may contain only digits, spaces, + - ( ) and .".into());
+    }
+    let digits = s.chars().filter(char::is_ascii_digit).count();
+    if digits < 4 || s.matches('+').count() > 1 || (s.contains('+') && !s.starts_with('+')) {
+        return Err("is not a valid phone number".into());
+    }
+    let region = region_for_calling_code(calling_code);
+    let mut candidates = vec![s.to_string()];
+    // "00" is the international prefix in most of the world; accept it even where the
+    // default country dials abroad differently (011 in the US).
+    if let Some(rest) = s.strip_prefix("00") {
+        candidates.push(format!("+{rest}"));
+    }
+    let mut seen_code = None;
+    for c in &candidates {
+        if let Some(n) = parse_guarded(region, c) {
+            if n.is_valid() {
+                return Ok(describe(&n));
+            }
+            seen_code.get_or_insert(n.code().value());
+        }
+    }
+    Err(match seen_code {
+        Some(code) => format!("is not a valid phone number for country code +{code}"),
+        None => "is not a valid phone number".into(),
+    })
+}
+
+/// Describes a stored E.164 number (`None` when it is not a valid one).
+pub fn info(e164: &str) -> Option<PhoneInfo> {
+    let s = e164.trim();
+    if !s.starts_with('+') || s.len() > MAX_INPUT {
+        return None;
+    }
+    parse_guarded(None, s).filter(PhoneNumber::is_valid).map(|n| describe(&n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn national_numbers_take_the_default_country() {
+        assert_eq!(parse("98765 43210", "91").map(|p| p.e164), Ok("+919876543210".into()));
+        assert_eq!(parse("098765-43210", "91").map(|p| p.e164), Ok("+919876543210".into()));
+        assert_eq!(parse("(415) 555-2671", "1").map(|p| p.e164), Ok("+14155552671".into()));
+        assert_eq!(parse("020 7946 0958", "44").map(|p| p.e164), Ok("+442079460958".into()));
+        assert_eq!(parse("07911 123456", "44").map(|p| p.e164), Ok("+447911123456".into()));
+        assert_eq!(parse("030 1234567", "49").map(|p| p.e164), Ok("+49301234567".into()));
+    }
+
+    #[test]
+    fn international_forms() {
+        assert_eq!(parse("+1 (415) 555-2671", "91").map(|p| p.e164), Ok("+14155552671".into()));
+        assert_eq!(parse("0044 20 7946 0958", "91").map(|p| p.e164), Ok("+442079460958".into()));
+        assert_eq!(parse("0044 20 7946 0958", "1").map(|p| p.e164), Ok("+442079460958".into()));
+        assert_eq!(parse("+971 50 123 4567", "91").map(|p| p.region), Ok(Some("AE".into())));
+    }
+
+    #[test]
+    fn country_rules_reject_impossible_numbers() {
+        // Indian ten-digit numbers starting with 5 are not assigned; mobiles have ten digits.
+        assert!(parse("55555 55555", "91").is_err());
+        assert!(parse("98765 4321", "91").is_err());
+        assert!(parse("98765 432100", "91").is_err());
+        assert!(parse("+1 123 456 7890", "91").is_err());
+        assert!(parse("+44 7700 900123", "91").is_err(), "Ofcom drama range is not a real number");
+        assert_eq!(parse("+91 12345 67890", "1").err(), Some("is not a valid phone number for country code +91".into()));
+        assert!(parse("123", "91").is_err());
+        assert!(parse("call me", "91").is_err());
+        assert!(parse("98+765 43210", "91").is_err());
+    }
+
+    #[test]
+    fn line_kinds_and_regions() {
+        let m = parse("+91 98765 43210", "91").expect("mobile");
+        assert_eq!((m.kind, m.region.as_deref(), m.calling_code), (LineKind::Mobile, Some("IN"), 91));
+        assert_eq!(parse("1800 425 1234", "91").map(|p| p.kind), Ok(LineKind::TollFree));
+        assert_eq!(parse("+44 909 879 0000", "91").map(|p| p.kind), Ok(LineKind::PremiumRate));
+        assert!(parse("+44 909 879 0000", "91").map(|p| !p.kind.is_personal()).unwrap_or(false));
+        assert_eq!(info("+14155552671").and_then(|p| p.region), Some("US".into()));
+        assert_eq!(info("+16135550123").and_then(|p| p.region), Some("CA".into()));
+        assert!(info("+9112").is_none());
+        assert!(info("9876543210").is_none());
+    }
+
+    #[test]
+    fn calling_codes_to_regions() {
+        assert_eq!(region_for_calling_code("91"), Some(country::IN));
+        assert_eq!(region_for_calling_code("+1"), Some(country::US));
+        assert_eq!(region_for_calling_code("44"), Some(country::GB));
+        assert_eq!(region_for_calling_code("999"), None);
+        assert_eq!(region_for_calling_code("x"), None);
+        assert_eq!(calling_code_of_region("in"), Some(91));
+        assert_eq!(calling_code_of_region("CA"), Some(1));
+        assert_eq!(calling_code_of_region("XX"), None);
+    }
+
+    #[test]
+    fn arbitrary_input_never_panics() {
+        // A small deterministic fuzz over the characters the parser accepts.
+        let alphabet: Vec<char> = "0123456789 +-().".chars().collect();
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..3000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 30) as usize;
+            let s: String = (0..len).map(|i| alphabet[((state >> (i % 50)) as usize + i * 7) % alphabet.len()]).collect();
+            let _ = parse(&s, "91");
+            let _ = parse(&s, "1");
+        }
+    }
+}

@@ -1,0 +1,2 @@
+-- Reserved for the permissions tables.
+SELECT 1;
