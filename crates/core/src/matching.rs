@@ -52,17 +52,39 @@ pub const THRESHOLD: u8 = 70;
 
 /// Jaro-Winkler similarity (0..=1) of two strings, by characters.
 pub fn jaro_winkler(a: &str, b: &str) -> f64 {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
+    if a.is_ascii() && b.is_ascii() {
+        jaro_winkler_of(a.as_bytes(), b.as_bytes())
+    } else {
+        let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+        jaro_winkler_of(&a, &b)
+    }
+}
+
+/// Names are short: flags live on the stack up to this length.
+const STACK: usize = 64;
+
+fn jaro_winkler_of<T: PartialEq>(a: &[T], b: &[T]) -> f64 {
     if a.is_empty() && b.is_empty() {
         return 1.0;
     }
     if a.is_empty() || b.is_empty() {
         return 0.0;
     }
+    let (mut a_buf, mut b_buf) = ([false; STACK], [false; STACK]);
+    let (mut a_vec, mut b_vec) = (Vec::new(), Vec::new());
+    let a_hit: &mut [bool] = if a.len() <= STACK {
+        &mut a_buf[..a.len()]
+    } else {
+        a_vec.resize(a.len(), false);
+        &mut a_vec
+    };
+    let b_hit: &mut [bool] = if b.len() <= STACK {
+        &mut b_buf[..b.len()]
+    } else {
+        b_vec.resize(b.len(), false);
+        &mut b_vec
+    };
     let window = (a.len().max(b.len()) / 2).saturating_sub(1);
-    let mut a_hit = vec![false; a.len()];
-    let mut b_hit = vec![false; b.len()];
     let mut matches = 0usize;
     for (i, ca) in a.iter().enumerate() {
         let lo = i.saturating_sub(window);
@@ -79,24 +101,53 @@ pub fn jaro_winkler(a: &str, b: &str) -> f64 {
     if matches == 0 {
         return 0.0;
     }
-    let a_m: Vec<char> = a.iter().zip(&a_hit).filter(|(_, h)| **h).map(|(c, _)| *c).collect();
-    let b_m: Vec<char> = b.iter().zip(&b_hit).filter(|(_, h)| **h).map(|(c, _)| *c).collect();
-    let transpositions = a_m.iter().zip(&b_m).filter(|(x, y)| x != y).count() / 2;
+    // Matched characters in order on both sides; half the mismatches are transpositions.
+    let mut mismatched = 0usize;
+    let mut bj = b_hit.iter().enumerate().filter(|(_, h)| **h).map(|(j, _)| j);
+    for (i, _) in a_hit.iter().enumerate().filter(|(_, h)| **h) {
+        if let Some(j) = bj.next() {
+            if a[i] != b[j] {
+                mismatched += 1;
+            }
+        }
+    }
     let m = matches as f64;
-    let jaro = (m / a.len() as f64 + m / b.len() as f64 + (m - transpositions as f64) / m) / 3.0;
-    let prefix = a.iter().zip(&b).take(4).take_while(|(x, y)| x == y).count() as f64;
+    let jaro = (m / a.len() as f64 + m / b.len() as f64 + (m - (mismatched / 2) as f64) / m) / 3.0;
+    let prefix = a.iter().zip(b).take(4).take_while(|(x, y)| x == y).count() as f64;
     jaro + prefix * 0.1 * (1.0 - jaro)
 }
 
 /// Edit distance counting insertions, deletions, substitutions and transpositions of adjacent
 /// characters as one edit each (optimal string alignment).
 pub fn damerau_levenshtein(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
+    if a.is_ascii() && b.is_ascii() {
+        osa(a.as_bytes(), b.as_bytes())
+    } else {
+        let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+        osa(&a, &b)
+    }
+}
+
+fn osa<T: PartialEq>(a: &[T], b: &[T]) -> usize {
     let (n, m) = (a.len(), b.len());
-    let mut prev2 = vec![0usize; m + 1];
-    let mut prev: Vec<usize> = (0..=m).collect();
-    let mut cur = vec![0usize; m + 1];
+    if n == 0 || m == 0 {
+        return n.max(m);
+    }
+    let mut buf = [[0usize; STACK + 1]; 3];
+    let mut heap = Vec::new();
+    let [prev2, prev, cur]: [&mut [usize]; 3] = if m < STACK {
+        let [x, y, z] = &mut buf;
+        [&mut x[..=m], &mut y[..=m], &mut z[..=m]]
+    } else {
+        heap.resize(3 * (m + 1), 0);
+        let (x, rest) = heap.split_at_mut(m + 1);
+        let (y, z) = rest.split_at_mut(m + 1);
+        [x, y, z]
+    };
+    let (mut prev2, mut prev, mut cur) = (prev2, prev, cur);
+    for (j, v) in prev.iter_mut().enumerate() {
+        *v = j;
+    }
     for i in 1..=n {
         cur[0] = i;
         for j in 1..=m {
@@ -369,13 +420,6 @@ static GROUPS: Lazy<HashMap<&'static str, Vec<usize>>> = Lazy::new(|| {
 
 static DISTINCT: Lazy<HashSet<&'static str>> = Lazy::new(|| DISTINCT_NAMES.iter().copied().collect());
 
-fn same_group(a: &str, b: &str) -> bool {
-    match (GROUPS.get(a), GROUPS.get(b)) {
-        (Some(x), Some(y)) => x.iter().any(|g| y.contains(g)),
-        _ => false,
-    }
-}
-
 /// The formal name a given name stands for ("bob" -> "robert"); the name itself when it is
 /// unknown or already formal. Short forms of several names take the first group's.
 pub fn canonical_given(name: &str) -> &str {
@@ -383,13 +427,6 @@ pub fn canonical_given(name: &str) -> &str {
         Some(i) => NICKNAMES[*i][0],
         None => name,
     }
-}
-
-/// Both are names in their own right (listed as distinct, or heads of different nickname
-/// groups), so their resemblance is not a typo.
-fn known_different(a: &str, b: &str) -> bool {
-    let known = |n: &str| DISTINCT.contains(n) || GROUPS.contains_key(n);
-    known(a) && known(b) && !same_group(a, b)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -572,7 +609,10 @@ const GENERIC_ORG_WORDS: &[&str] = &[
 ];
 
 fn org_name_rel(a: &str, b: &str) -> OrgNameRel {
-    let (wa, wb) = (org_name_words(a), org_name_words(b));
+    org_words_rel(&org_name_words(a), &org_name_words(b))
+}
+
+fn org_words_rel(wa: &[String], wb: &[String]) -> OrgNameRel {
     if wa.is_empty() || wb.is_empty() {
         return OrgNameRel::Different;
     }
@@ -581,16 +621,19 @@ fn org_name_rel(a: &str, b: &str) -> OrgNameRel {
     if ka == kb || ja == jb {
         return OrgNameRel::Same;
     }
-    let min_len = ja.chars().count().min(jb.chars().count());
-    let d = damerau_levenshtein(&ja, &jb);
-    if min_len >= 5 && (d == 1 || (d == 2 && min_len >= 9)) && jaro_winkler(&ja, &jb) >= 0.9 {
-        return OrgNameRel::Typo;
+    let (la, lb) = (ja.chars().count(), jb.chars().count());
+    let min_len = la.min(lb);
+    if min_len >= 5 && la.abs_diff(lb) <= 2 {
+        let d = damerau_levenshtein(&ja, &jb);
+        if (d == 1 || (d == 2 && min_len >= 9)) && jaro_winkler(&ja, &jb) >= 0.9 {
+            return OrgNameRel::Typo;
+        }
     }
-    let (short, long) = if wa.len() <= wb.len() { (&wa, &wb) } else { (&wb, &wa) };
+    let (short, long) = if wa.len() <= wb.len() { (wa, wb) } else { (wb, wa) };
     let distinctive = short.iter().any(|w| !GENERIC_ORG_WORDS.contains(&w.as_str()) && w.chars().count() >= 3);
     // "Acme" ~ "Acme Technologies", "Airtel" ~ "Bharti Airtel": the shorter name's words
     // appear together in the longer one.
-    if distinctive && short.len() < long.len() && long.windows(short.len()).any(|w| w == short.as_slice()) {
+    if distinctive && short.len() < long.len() && long.windows(short.len()).any(|w| w == short) {
         return OrgNameRel::Contains;
     }
     let acronym = |one: &[String], many: &[String]| {
@@ -599,7 +642,7 @@ fn org_name_rel(a: &str, b: &str) -> OrgNameRel {
             && one[0].chars().count() >= 2
             && one[0] == many.iter().filter_map(|w| w.chars().next()).collect::<String>()
     };
-    if acronym(&wa, &wb) || acronym(&wb, &wa) {
+    if acronym(wa, wb) || acronym(wb, wa) {
         return OrgNameRel::Acronym;
     }
     OrgNameRel::Different
@@ -616,9 +659,22 @@ const GENERATIONS: &[&str] = &["jr", "junior", "sr", "senior", "ii", "iii", "iv"
 struct Token {
     text: String,
     family: bool,
+    /// Nickname groups the word belongs to (looked up once, not per comparison).
+    groups: &'static [usize],
+    /// A given name in its own right (listed as distinct, or in a nickname group).
+    known: bool,
+    /// The initial of the formal name ("bob" -> 'r').
+    formal_initial: Option<char>,
 }
 
 impl Token {
+    fn new(text: String, family: bool) -> Token {
+        let groups: &'static [usize] = GROUPS.get(text.as_str()).map_or(&[], |g| g.as_slice());
+        let known = !groups.is_empty() || DISTINCT.contains(text.as_str());
+        let formal_initial = canonical_given(&text).chars().next();
+        Token { text, family, groups, known, formal_initial }
+    }
+
     fn is_initial(&self) -> bool {
         self.text.chars().count() == 1
     }
@@ -671,13 +727,13 @@ fn name_parts(first: Option<&str>, last: Option<&str>) -> NameParts {
     let mut tokens: Vec<Token> = Vec::new();
     match (given.is_empty(), family.is_empty()) {
         (false, false) => {
-            tokens.extend(given.into_iter().map(|text| Token { text, family: false }));
-            tokens.extend(family.into_iter().map(|text| Token { text, family: true }));
+            tokens.extend(given.into_iter().map(|text| Token::new(text, false)));
+            tokens.extend(family.into_iter().map(|text| Token::new(text, true)));
         }
         (true, false) | (false, true) => {
             let all = if given.is_empty() { family } else { given };
             let n = all.len();
-            tokens.extend(all.into_iter().enumerate().map(|(i, text)| Token { text, family: n == 1 || i == n - 1 }));
+            tokens.extend(all.into_iter().enumerate().map(|(i, text)| Token::new(text, n == 1 || i == n - 1)));
         }
         (true, true) => {}
     }
@@ -695,24 +751,28 @@ enum Rel {
     Prefix,
 }
 
-fn token_sim(a: &str, b: &str) -> Option<(f64, Rel)> {
+fn token_sim(ta: &Token, tb: &Token) -> Option<(f64, Rel)> {
+    let (a, b) = (ta.text.as_str(), tb.text.as_str());
     if a == b {
         return Some((if a.chars().count() == 1 { 0.9 } else { 1.0 }, Rel::Exact));
     }
     let (la, lb) = (a.chars().count(), b.chars().count());
     if la == 1 || lb == 1 {
-        let (i, full) = if la == 1 { (a, b) } else { (b, a) };
-        return (full.starts_with(i) || canonical_given(full).starts_with(i)).then_some((0.75, Rel::Initial));
+        let (i, full) = if la == 1 { (ta, tb) } else { (tb, ta) };
+        let c = i.text.chars().next();
+        return (full.text.chars().next() == c || full.formal_initial == c).then_some((0.75, Rel::Initial));
     }
-    if same_group(a, b) {
+    // Nicknames of one name; or two different names that merely look alike.
+    if ta.groups.iter().any(|g| tb.groups.contains(g)) {
         return Some((0.95, Rel::Nickname));
     }
-    if known_different(a, b) {
+    if ta.known && tb.known {
         return None;
     }
     let m = la.min(lb);
+    // No rule below accepts more than three edits, and the length gap is a lower bound.
+    let d = if la.abs_diff(lb) <= 3 { damerau_levenshtein(a, b) } else { usize::MAX };
     let jw = jaro_winkler(a, b);
-    let d = damerau_levenshtein(a, b);
     if d == 1 && (m >= 4 || jw >= 0.9) {
         return Some((0.9, Rel::Typo));
     }
@@ -753,7 +813,7 @@ fn compare_names(a: &NameParts, b: &NameParts) -> Option<NameCmp> {
     let mut cands: Vec<(f64, bool, usize, usize, Rel)> = Vec::new();
     for (i, ta) in a.tokens.iter().enumerate() {
         for (j, tb) in b.tokens.iter().enumerate() {
-            if let Some((s, rel)) = token_sim(&ta.text, &tb.text) {
+            if let Some((s, rel)) = token_sim(ta, tb) {
                 cands.push((s, ta.family == tb.family, i, j, rel));
             }
         }
@@ -944,9 +1004,8 @@ fn domain_label(domain: &str) -> &str {
 
 /// How a company email domain relates to a company name ("infosys.com" ~ "Infosys Ltd" is
 /// the same; "tcs.com" ~ "Tata Consultancy Services" an acronym).
-fn domain_name_rel(domain: &str, name: &str) -> OrgNameRel {
+fn domain_name_rel(domain: &str, words: &[String]) -> OrgNameRel {
     let label: String = domain_label(domain).chars().filter(|c| c.is_alphanumeric()).collect();
-    let words = org_name_words(name);
     if label.chars().count() < 2 || words.is_empty() {
         return OrgNameRel::Different;
     }
@@ -1050,14 +1109,15 @@ pub fn compare_people(a: &Person, b: &Person) -> Match {
     // Company: the names, the company email domains, or one side's domain against the other's name.
     let (ca, cb) = (present(&a.company_name), present(&b.company_name));
     let (da, db) = (present(&a.email).and_then(company_domain_of_email), present(&b.email).and_then(company_domain_of_email));
-    let names_rel = match (ca, cb) {
-        (Some(x), Some(y)) => Some(org_name_rel(x, y)),
+    let (wa, wb) = (ca.map(org_name_words), cb.map(org_name_words));
+    let names_rel = match (&wa, &wb) {
+        (Some(x), Some(y)) => Some(org_words_rel(x, y)),
         _ => None,
     };
     let domains_same = matches!((&da, &db), (Some(x), Some(y)) if x == y);
-    let cross = [(da.as_deref(), cb), (db.as_deref(), ca)]
+    let cross = [(da.as_deref(), wb.as_deref(), cb), (db.as_deref(), wa.as_deref(), ca)]
         .into_iter()
-        .filter_map(|(d, n)| Some((domain_name_rel(d?, n?), d?, n?)))
+        .filter_map(|(d, w, n)| Some((domain_name_rel(d?, w?), d?, n?)))
         .max_by_key(|(rel, _, _)| *rel);
     if let Some(OrgNameRel::Same | OrgNameRel::Typo) = names_rel {
         let (x, y) = (ca.unwrap_or_default(), cb.unwrap_or_default());

@@ -61,7 +61,8 @@ pub struct Bands {
 
 impl Default for Bands {
     fn default() -> Self {
-        Bands { warm: 40, hot: 70, very_hot: 90 }
+        // The product brief's bands: 0-30 Cold, 31-50 Warm, 51-70 Hot, 71-100 Very Hot.
+        Bands { warm: 31, hot: 51, very_hot: 71 }
     }
 }
 
@@ -602,7 +603,7 @@ mod tests {
         ];
         let s = d.score(&Facts { fields: &fields, events: &ev, now: now() }, now() - Duration::days(1));
         assert_eq!(s.score, 75);
-        assert_eq!(s.band, Band::Hot);
+        assert_eq!(s.band, Band::VeryHot);
         assert_eq!(
             s.explanation,
             vec![
@@ -625,7 +626,7 @@ mod tests {
     fn bands_are_configurable() {
         let b = Bands::default();
         assert_eq!(
-            [b.band(0), b.band(39), b.band(40), b.band(69), b.band(70), b.band(89), b.band(90)],
+            [b.band(0), b.band(30), b.band(31), b.band(50), b.band(51), b.band(70), b.band(71)],
             [Band::Cold, Band::Cold, Band::Warm, Band::Warm, Band::Hot, Band::Hot, Band::VeryHot]
         );
         let custom = Bands { warm: 20, hot: 50, very_hot: 80 };

@@ -519,24 +519,3 @@ fn the_set_is_balanced_and_labelled() {
     eprintln!("labelled pairs: {} people, {} organisations ({dups} duplicates, {non} not)", p.len(), o.len());
     assert!(dups >= 80 && non >= 80, "both classes need enough examples");
 }
-
-#[test]
-#[ignore]
-fn tmp_speed() {
-    let ps: Vec<(Person, Person)> = pairs(PEOPLE).iter().map(|(_, a, b, _)| (person(a), person(b))).collect();
-    let t = std::time::Instant::now();
-    let mut n = 0u64;
-    for _ in 0..200 {
-        for (a, b) in &ps {
-            n += compare_people(a, b).score as u64;
-        }
-    }
-    let per = t.elapsed() / (200 * ps.len() as u32);
-    let t2 = std::time::Instant::now();
-    for _ in 0..200 {
-        for (a, _) in &ps {
-            n += person_keys(a).len() as u64;
-        }
-    }
-    eprintln!("compare {per:?}/pair, keys {:?}/person ({n})", t2.elapsed() / (200 * ps.len() as u32));
-}

@@ -698,12 +698,17 @@ async fn web_pages_review_merge_dismiss_and_settings() {
 
 /// The benchmark of the issue: one duplicate check against a large base (p50/p99) and the
 /// whole-base scan. Not a test of anything (no timing asserts): run it with
-/// `CORVID_BENCH_LEADS=1000000 cargo test --release -p corvid-server --test dedupe -- --ignored --nocapture`.
+/// `CORVID_BENCH_LEADS=1000000 [CORVID_BENCH_BACKEND=sqlite|postgres] cargo test --release -p corvid-server --test dedupe -- --ignored
+/// --nocapture`.
 #[tokio::test]
 #[ignore]
 async fn dedupe_benchmark() {
     let n: u64 = std::env::var("CORVID_BENCH_LEADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let only = std::env::var("CORVID_BENCH_BACKEND").unwrap_or_default();
     for app in TestApp::all().await {
+        if !only.is_empty() && app.backend != only {
+            continue;
+        }
         let s = app.register("owner@dedupe-bench.test", "Bench Co").await;
         let company_id = uuid::Uuid::parse_str(&s.company_id).expect("company");
         let ctx = corvid_store::audit::AuditCtx { company_id, actor_id: None, ..Default::default() };

@@ -89,7 +89,7 @@ async fn rules_score_leads_with_weights_explanations_engagement_and_history() {
         let r = app.post(&s, &s.path("scoring/rule-sets"), rule_set()).await;
         assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
         assert_eq!(r.body["active"], true);
-        assert_eq!(r.body["bands"], json!({"warm": 40, "hot": 70, "very_hot": 90}), "default bands");
+        assert_eq!(r.body["bands"], json!({"warm": 31, "hot": 51, "very_hot": 71}), "default bands");
         let set_id = r.body["id"].as_str().expect("id").to_string();
 
         // Fields: India 20 + big company 20 × 1.5.
@@ -113,7 +113,7 @@ async fn rules_score_leads_with_weights_explanations_engagement_and_history() {
             .await;
         assert_eq!(r.status, StatusCode::OK, "{r:?}");
         assert_eq!(r.body["lead_score"], 75);
-        assert_eq!(card(&app, &s, &id).await["band"]["label"], "Hot");
+        assert_eq!(card(&app, &s, &id).await["band"]["label"], "Very Hot");
 
         // Two email opens from outside: +20, with last activity set.
         for _ in 0..2 {

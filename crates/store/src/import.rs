@@ -361,7 +361,7 @@ pub enum DuplicatePolicy {
     Create,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
     #[serde(default)]
@@ -370,9 +370,20 @@ pub struct Options {
     #[serde(default)]
     pub defaults: Map<String, Json>,
     /// Let assignment rules pick the owner of created records (`Pipeline::run_assignment`);
-    /// otherwise the importing user owns them.
-    #[serde(default)]
+    /// otherwise the importing user owns them. On unless turned off: rules apply to every
+    /// way a lead arrives.
+    #[serde(default = "yes")]
     pub run_assignment: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { duplicate_policy: DuplicatePolicy::default(), defaults: Map::new(), run_assignment: true }
+    }
 }
 
 /// The column → field mapping of an import: `mapping[i]` is the field for column `i`.
@@ -1087,6 +1098,9 @@ pub async fn run(db: &Db, t: &Tenant, id: Uuid, on_progress: OnProgress<'_>) -> 
         }
     }
     tracing::info!(import = %id, rows = done, "import finished");
+    if done - imp.rows_done >= ANALYZE_AFTER {
+        refresh_statistics(db, &object.name).await;
+    }
     // Trailing blank rows count as read, so a finished import shows all rows done.
     finish(db, t.company_id, id, "succeeded", None, Some(row_no.max(done)), &path).await?;
     get(db, t.company_id, id).await
@@ -1268,6 +1282,22 @@ async fn commit_batch(
         .await?;
     tx.commit().await?;
     Ok(row.and_then(|r| r.int(0)).unwrap_or(last_row))
+}
+
+/// Imports of at least this many rows refresh the planner's statistics of the table.
+const ANALYZE_AFTER: i64 = 5_000;
+
+/// After a bulk load the planner's picture of the table is stale (PostgreSQL would pick a
+/// sequential scan over the search index until autovacuum catches up); refreshing it is cheap
+/// next to the load. A failure only costs speed, so it is logged, not returned.
+async fn refresh_statistics(db: &Db, table: &str) {
+    let sql = match db.backend() {
+        crate::Backend::Postgres => format!("ANALYZE {table}"),
+        crate::Backend::Sqlite => "PRAGMA optimize".to_string(),
+    };
+    if let Err(e) = db.execute(&Q::new(sql)).await {
+        tracing::warn!(error = %e, table, "could not refresh table statistics after an import");
+    }
 }
 
 /// A dry run: the header, the suggested (or given) mapping and the first rows with

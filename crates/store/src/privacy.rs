@@ -895,16 +895,37 @@ pub async fn erase_subject(db: &Db, tenant: &Tenant, object: &'static ObjectDef,
     })
 }
 
-/// Qualification history keeps the scores and outcomes of the leads, not the free text
-/// (BANT notes, MEDDICC answers, reasons), which may describe the person.
-async fn erase_qualification_notes(tx: &mut Tx, tenant: &Tenant, lead_ids: &[Uuid]) -> Result<u64> {
-    let exists = match tx.backend() {
-        crate::db::Backend::Sqlite => Q::new("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'lead_qualifications'"),
+/// Whether a table exists: tables of other features are handled only when they are there.
+async fn table_exists(tx: &mut Tx, table: &str) -> Result<bool> {
+    let q = match tx.backend() {
+        crate::db::Backend::Sqlite => Q::new("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = $1"),
         crate::db::Backend::Postgres => {
-            Q::new("SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'lead_qualifications'")
+            Q::new("SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1")
         }
-    };
-    if lead_ids.is_empty() || tx.fetch_one(&exists, &[SqlType::Int]).await?.is_none() {
+    }
+    .bind(Value::Text(table.into()));
+    Ok(tx.fetch_one(&q, &[SqlType::Int]).await?.is_some())
+}
+
+/// Qualification history keeps the scores and outcomes of the leads, not the free text
+/// (BANT notes, MEDDICC answers, reasons), which may describe the person; engagement events
+/// reported from outside lose their details.
+async fn erase_qualification_notes(tx: &mut Tx, tenant: &Tenant, lead_ids: &[Uuid]) -> Result<u64> {
+    if lead_ids.is_empty() {
+        return Ok(0);
+    }
+    // Engagement reported from outside keeps its kind and time, not its details.
+    if table_exists(tx, "lead_engagement_events").await? {
+        for chunk in lead_ids.chunks(200) {
+            let mut q = Q::new("UPDATE lead_engagement_events SET details = NULL WHERE company_id = ");
+            let p = q.param(Value::Uuid(tenant.company_id));
+            q.push(&p);
+            let ps: Vec<String> = chunk.iter().map(|i| q.param(Value::Uuid(*i))).collect();
+            q.push(&format!(" AND lead_id IN ({}) AND details IS NOT NULL", ps.join(", ")));
+            tx.execute(&q).await?;
+        }
+    }
+    if !table_exists(tx, "lead_qualifications").await? {
         return Ok(0);
     }
     let mut changed = 0;

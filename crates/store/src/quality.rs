@@ -17,6 +17,8 @@ use uuid::Uuid;
 pub const OBJECTS: &[&str] = &["leads", "contacts", "accounts"];
 /// Lead statuses that still need work (the dashboard's "open leads").
 pub const OPEN_LEAD_STATUSES: &[&str] = &["new", "contacted", "nurturing", "qualified", "recycled"];
+/// The lead fields the dashboard widget measures.
+pub const KEY_LEAD_FIELDS: &[&str] = &["email", "phone", "company_name", "country", "source", "owner_id"];
 /// Ages after which an open lead with no update and no activity counts as stale.
 pub const STALE_DAYS: [i64; 3] = [30, 60, 90];
 
@@ -85,7 +87,7 @@ pub async fn report(db: &Db, company_id: Uuid) -> Result<QualityReport> {
     let mut objects = Vec::new();
     for name in OBJECTS {
         let Some(object) = corvid_core::object(name) else { continue };
-        objects.push(object_report(db, company_id, object).await?);
+        objects.push(object_report(db, company_id, object, None).await?);
     }
     Ok(QualityReport { generated_at: format_timestamp(&now_micros()), objects })
 }
@@ -105,8 +107,14 @@ enum Metric {
 
 /// One pass over the object's rows: every count is a column of one aggregate query. Leads
 /// join the latest activity per lead (one grouped pass over activities) for staleness.
-pub async fn object_report(db: &Db, company_id: Uuid, object: &'static ObjectDef) -> Result<ObjectQuality> {
-    let fields = measured(object);
+///
+/// `only` limits completeness to some fields (the dashboard widget measures a few key ones,
+/// which keeps it cheap on large tables).
+pub async fn object_report(db: &Db, company_id: Uuid, object: &'static ObjectDef, only: Option<&[&str]>) -> Result<ObjectQuality> {
+    let mut fields = measured(object);
+    if let Some(only) = only {
+        fields.retain(|f| only.contains(&f.name.as_str()));
+    }
     let mut q = Q::new(String::new());
     let pc = q.param(Value::Uuid(company_id));
     let pt = q.param(Value::Bool(true));
@@ -371,7 +379,7 @@ pub async fn policies(db: &Db, company_id: Uuid, calling_code: &str) -> Result<J
                 "id": "erasure",
                 "name": "Data-subject erasure",
                 "source": "built-in",
-                "value": {"who": "Admins", "scope": ["leads", "contacts with the same email or phone", "their activities and tasks"], "keeps": "records, statuses, sources, amounts, dates"},
+                "value": {"who": "Admins", "scope": ["leads", "contacts with the same email or phone", "their activities and tasks", "qualification notes", "consent log sources and IP addresses", "duplicate-detection keys"], "keeps": "records, statuses, sources, amounts, dates"},
                 "description": "Personal fields are replaced or emptied in one transaction; the audit trail records which fields, without values, and earlier values are redacted.",
             },
         ],

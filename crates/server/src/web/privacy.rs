@@ -13,6 +13,9 @@ use corvid_core::Value;
 use corvid_store::privacy::{self, ConsentInput, CONSENT_CHANNELS, PERSON_OBJECTS};
 use corvid_store::quality::{self, ObjectQuality};
 use corvid_store::{companies, StoreError};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 type Pairs = Vec<(String, String)>;
@@ -308,10 +311,34 @@ struct Widget {
     block: Option<QualityBlock>,
 }
 
-/// `GET /app/{company}/dashboard/quality`: the dashboard's data quality card (leads).
+/// How long a company's widget figures are reused: the card is on every dashboard view, and
+/// on a million leads one pass takes a second or two.
+const WIDGET_TTL: Duration = Duration::from_secs(120);
+
+type WidgetCache = Mutex<HashMap<Uuid, (Instant, ObjectQuality)>>;
+
+fn widget_cache() -> &'static WidgetCache {
+    static CACHE: OnceLock<WidgetCache> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// `GET /app/{company}/dashboard/quality`: the dashboard's data quality card (leads), kept
+/// for a couple of minutes per company on this node.
 pub async fn widget(State(st): State<AppState>, page: Page) -> WebResult<Response> {
-    let leads = corvid_core::object("leads").ok_or_else(WebError::not_found)?;
-    let report = quality::object_report(&st.db, page.tenant.company_id, leads).await?;
+    let cid = page.tenant.company_id;
+    let cached = widget_cache().lock().ok().and_then(|c| c.get(&cid).filter(|(at, _)| at.elapsed() < WIDGET_TTL).map(|(_, r)| r.clone()));
+    let report = match cached {
+        Some(r) => r,
+        None => {
+            let leads = corvid_core::object("leads").ok_or_else(WebError::not_found)?;
+            let r = quality::object_report(&st.db, cid, leads, Some(quality::KEY_LEAD_FIELDS)).await?;
+            if let Ok(mut c) = widget_cache().lock() {
+                c.retain(|_, (at, _)| at.elapsed() < WIDGET_TTL);
+                c.insert(cid, (Instant::now(), r.clone()));
+            }
+            r
+        }
+    };
     let block = blocks(&page.ctx.base(), &[report]).into_iter().next();
     render(&Widget { ctx: page.ctx.clone(), block })
 }
