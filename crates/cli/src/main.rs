@@ -164,8 +164,8 @@ async fn main() -> anyhow::Result<()> {
         use tracing_subscriber::prelude::*;
         // The benchmark prints its own table; only warnings belong beside it.
         let default_filter = if matches!(cli.command, Command::Bench { .. }) { "warn" } else { "info,sqlx=warn,tower_http=warn" };
-        let console =
-            tracing_subscriber::EnvFilter::try_from_env("CORVID_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+        let console = tracing_subscriber::EnvFilter::try_from_env("CORVID_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
         tracing_subscriber::registry()
             .with(tracing_subscriber::fmt::layer().with_target(false).with_filter(console))
             .with(corvid_server::syslog::layer())

@@ -25,13 +25,20 @@ pub enum ApiError {
     MethodNotAllowed,
     Conflict(String),
     /// A likely duplicate refused by the company's policy: 409 with the candidates.
-    Duplicate { detail: String, candidates: serde_json::Value },
-    PreconditionFailed { current: i64 },
+    Duplicate {
+        detail: String,
+        candidates: serde_json::Value,
+    },
+    PreconditionFailed {
+        current: i64,
+    },
     PreconditionRequired,
     TooLarge,
     UnsupportedMedia,
     Invalid(Vec<FieldError>),
-    TooManyRequests { retry_after: i64 },
+    TooManyRequests {
+        retry_after: i64,
+    },
     Internal,
 }
 

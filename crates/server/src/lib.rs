@@ -155,7 +155,10 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{c}/privacy/subjects/{{object}}/{{id}}/erase"), post(api::privacy::erase))
         .route(&format!("{c}/{{object}}/{{id}}/consent"), get(api::privacy::consent_log).post(api::privacy::record_consent))
         .route(&format!("{c}/scoring/rule-sets"), get(api::rules::list_sets).post(api::rules::create_set))
-        .route(&format!("{c}/scoring/rule-sets/{{rule_set_id}}"), get(api::rules::show_set).patch(api::rules::update_set).delete(api::rules::delete_set))
+        .route(
+            &format!("{c}/scoring/rule-sets/{{rule_set_id}}"),
+            get(api::rules::show_set).patch(api::rules::update_set).delete(api::rules::delete_set),
+        )
         .route(&format!("{c}/scoring/rule-sets/{{rule_set_id}}/activate"), post(api::rules::activate_set))
         .route(&format!("{c}/scoring/preview"), post(api::rules::score_preview))
         .route(&format!("{c}/scoring/rescore"), post(api::rules::rescore))
@@ -165,7 +168,10 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{c}/leads/{{id}}/engagement"), post(api::rules::engagement))
         .route(&format!("{c}/assignment/rules"), get(api::rules::list_rules).post(api::rules::create_rule))
         .route(&format!("{c}/assignment/rules/reorder"), post(api::rules::reorder_rules))
-        .route(&format!("{c}/assignment/rules/{{rule_id}}"), get(api::rules::show_rule).patch(api::rules::update_rule).delete(api::rules::delete_rule))
+        .route(
+            &format!("{c}/assignment/rules/{{rule_id}}"),
+            get(api::rules::show_rule).patch(api::rules::update_rule).delete(api::rules::delete_rule),
+        )
         .route(&format!("{c}/assignment/preview"), post(api::rules::assign_preview))
         .route(&format!("{c}/{{object}}"), get(records::list).post(records::create))
         .route(&format!("{c}/{{object}}/search"), post(records::search))

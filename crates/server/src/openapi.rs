@@ -1426,7 +1426,11 @@ fn fixed_paths(paths: &mut Paths) {
             .description("Repeated failures for an email or a client address lock sign-in for a while (429 with Retry-After).")
             .public()
             .body(schema_ref("LoginRequest"))
-            .ok("200", "Signed in, or (with two-step sign-in on) a challenge for `POST /api/v1/auth/login/mfa`.", json!({ "oneOf": [schema_ref("Session"), schema_ref("MfaChallenge")] }))
+            .ok(
+                "200",
+                "Signed in, or (with two-step sign-in on) a challenge for `POST /api/v1/auth/login/mfa`.",
+                json!({ "oneOf": [schema_ref("Session"), schema_ref("MfaChallenge")] }),
+            )
             .problems(BODY)
             .problems(&[P::Unauthorized, P::TooManyRequests]),
     );
@@ -2096,7 +2100,8 @@ fn object_paths(o: &ObjectDef, paths: &mut Paths) {
 // ---------------------------------------------------------------------------------------
 
 fn security_schemas(put: &mut impl FnMut(&str, Value)) {
-    let code = json!({ "type": "string", "maxLength": 40, "description": "The 6-digit code of the authenticator app.", "examples": ["287082"] });
+    let code =
+        json!({ "type": "string", "maxLength": 40, "description": "The 6-digit code of the authenticator app.", "examples": ["287082"] });
     let recovery = json!({ "type": "string", "maxLength": 100, "description": "One of the recovery codes (case, spaces and dashes do not matter).", "examples": ["abcd-efgh-jkmn-pqrs"] });
     put(
         "MfaChallenge",
@@ -2127,10 +2132,7 @@ fn security_schemas(put: &mut impl FnMut(&str, Value)) {
             "properties": { "email": { "type": "string", "format": "email", "maxLength": 254 } },
         }),
     );
-    put(
-        "PasswordResetAccepted",
-        json!({ "type": "object", "required": ["detail"], "properties": { "detail": { "type": "string" } } }),
-    );
+    put("PasswordResetAccepted", json!({ "type": "object", "required": ["detail"], "properties": { "detail": { "type": "string" } } }));
     put(
         "PasswordResetConfirm",
         json!({
@@ -2197,7 +2199,10 @@ fn security_schemas(put: &mut impl FnMut(&str, Value)) {
             },
         }),
     );
-    put("TotpConfirm", json!({ "type": "object", "additionalProperties": false, "required": ["code"], "properties": { "code": code.clone() } }));
+    put(
+        "TotpConfirm",
+        json!({ "type": "object", "additionalProperties": false, "required": ["code"], "properties": { "code": code.clone() } }),
+    );
     put(
         "Reauthentication",
         json!({
@@ -2299,7 +2304,9 @@ fn security_paths(paths: &mut Paths) {
         &format!("{v1}/auth/logout-all"),
         "post",
         Op::new("logoutEverywhere", me, "Sign out everywhere")
-            .description("Ends every session of the caller, this one included. Personal API tokens are not sessions and stay until revoked.")
+            .description(
+                "Ends every session of the caller, this one included. Personal API tokens are not sessions and stay until revoked.",
+            )
             .no_content("Signed out everywhere.")
             .problems(&[P::Unauthorized]),
     );
@@ -2354,7 +2361,8 @@ fn security_paths(paths: &mut Paths) {
             .problems(BODY)
             .problems(&[P::Unauthorized, P::Conflict, P::TooManyRequests]),
     );
-    let query = |name: &str, schema: Value, description: &str| json!({ "name": name, "in": "query", "schema": schema, "description": description });
+    let query =
+        |name: &str, schema: Value, description: &str| json!({ "name": name, "in": "query", "schema": schema, "description": description });
     paths.add(
         &format!("{C}/admin/logs"),
         "get",
@@ -2411,11 +2419,23 @@ fn lead_journey_paths(paths: &mut Paths) {
             .problems(MEMBER),
     );
     let bant_answers: Map<String, Value> = [
-        ("budget_score", score.clone()), ("budget_notes", text(20_000)), ("authority_score", score.clone()), ("authority_notes", text(20_000)),
-        ("need_score", score.clone()), ("need_notes", text(20_000)), ("timeline_score", score.clone()), ("timeline_notes", text(20_000)),
-    ].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    let meddicc_answers: Map<String, Value> = ["metrics", "economic_buyer", "decision_criteria", "decision_process", "identify_pain", "champion", "competition"]
-        .iter().map(|k| (k.to_string(), text(20_000))).collect();
+        ("budget_score", score.clone()),
+        ("budget_notes", text(20_000)),
+        ("authority_score", score.clone()),
+        ("authority_notes", text(20_000)),
+        ("need_score", score.clone()),
+        ("need_notes", text(20_000)),
+        ("timeline_score", score.clone()),
+        ("timeline_notes", text(20_000)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let meddicc_answers: Map<String, Value> =
+        ["metrics", "economic_buyer", "decision_criteria", "decision_process", "identify_pain", "champion", "competition"]
+            .iter()
+            .map(|k| (k.to_string(), text(20_000)))
+            .collect();
     paths.add(
         &format!("{C}/leads/{{id}}/qualify"),
         "post",
@@ -2460,7 +2480,9 @@ fn lead_journey_paths(paths: &mut Paths) {
     paths.add(
         &format!("{C}/data/conversion/rules"),
         "get",
-        Op::new("getConversionRules", "Data", "Lead conversion rules").ok("200", "The company's rules (defaults when never set).", rules.clone()).problems(MEMBER),
+        Op::new("getConversionRules", "Data", "Lead conversion rules")
+            .ok("200", "The company's rules (defaults when never set).", rules.clone())
+            .problems(MEMBER),
     );
     paths.add(
         &format!("{C}/data/conversion/rules"),
@@ -2487,8 +2509,10 @@ fn lead_journey_paths(paths: &mut Paths) {
             .problems(MEMBER)
             .problems(&[P::Invalid]),
     );
-    let pick = |what: &str| json!({ "type": "object", "additionalProperties": false, "description": format!("Either `new` (fields of a new {what}, over the values prefilled from the lead) or `existing_id`. Default: a new {what} from the lead."),
-        "properties": { "new": { "type": "object" }, "existing_id": uuid() } });
+    let pick = |what: &str| {
+        json!({ "type": "object", "additionalProperties": false, "description": format!("Either `new` (fields of a new {what}, over the values prefilled from the lead) or `existing_id`. Default: a new {what} from the lead."),
+        "properties": { "new": { "type": "object" }, "existing_id": uuid() } })
+    };
     let conversion = json!({ "type": "object", "properties": {
         "lead": schema_ref("Lead"), "account": schema_ref("Account"), "contact": schema_ref("Contact"),
         "deal": { "oneOf": [schema_ref("Deal"), { "type": "null" }] }, "activity": { "oneOf": [schema_ref("Activity"), { "type": "null" }] },
@@ -2628,7 +2652,9 @@ fn dedupe_paths(paths: &mut Paths) {
     paths.add(
         &format!("{C}/data/dedupe/scans"),
         "get",
-        Op::new("listDedupeScans", tag, "Recent duplicate scans").ok("200", "The latest 50 scans.", data_list(scan.clone())).problems(MEMBER),
+        Op::new("listDedupeScans", tag, "Recent duplicate scans")
+            .ok("200", "The latest 50 scans.", data_list(scan.clone()))
+            .problems(MEMBER),
     );
     paths.add(
         &format!("{C}/data/dedupe/scans/{{scan_id}}"),
@@ -2693,7 +2719,9 @@ fn privacy_paths(paths: &mut Paths) {
     paths.add(
         &format!("{C}/privacy/consent-policy"),
         "get",
-        Op::new("getConsentPolicy", tag, "The consent policy").ok("200", "The policy (nothing required when never set).", policy.clone()).problems(MEMBER),
+        Op::new("getConsentPolicy", tag, "The consent policy")
+            .ok("200", "The policy (nothing required when never set).", policy.clone())
+            .problems(MEMBER),
     );
     paths.add(
         &format!("{C}/privacy/consent-policy"),

@@ -507,7 +507,9 @@ async fn settings_assignment_page_edits_orders_and_previews() {
         let l = app.post(a, &a.path("leads"), json!({"last_name": "Routed", "country": "IN"})).await;
         assert_eq!(l.body["owner_id"], rep.user_id.as_str(), "the inactive rule is skipped");
         // Leads made in the UI are assigned too (the form's empty owner means "not given").
-        let r = app.web_post(&b, &format!("/app/{}/leads", a.company_id), &[("last_name", "WebMade"), ("country", "IN"), ("owner_id", "")], true).await;
+        let r = app
+            .web_post(&b, &format!("/app/{}/leads", a.company_id), &[("last_name", "WebMade"), ("country", "IN"), ("owner_id", "")], true)
+            .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{r:?}");
         assert_eq!(app.get(a, &a.path("leads?filter[last_name]=WebMade")).await.body["data"][0]["owner_id"], rep.user_id.as_str());
         // The edit form shows a rule's values.

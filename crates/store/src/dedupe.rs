@@ -13,7 +13,7 @@
 //! a contact is only compared with contacts, since every converted lead has its contact.
 
 use crate::audit::{self, AuditCtx, Change};
-use crate::db::{Backend, Db, Row, Tx, Q};
+use crate::db::{Db, Row, Tx, Q};
 use crate::pipeline::Write;
 use crate::records::Tenant;
 use crate::{jobs, settings, Result, StoreError};
@@ -43,8 +43,8 @@ pub const MAX_PER_KEY: usize = 50;
 const MAX_KEY_BYTES: usize = 200;
 /// At most this many records are scored per check.
 const MAX_SCORED: usize = 200;
-/// Keys per page of the scan.
-const SCAN_PAGE: usize = 2000;
+/// Key rows per page of the scan.
+const SCAN_PAGE: usize = 20_000;
 /// Records per page of a re-index.
 const INDEX_PAGE: usize = 2000;
 /// Bumped when the way keys are stored changes; part of the index fingerprint.
@@ -245,13 +245,6 @@ pub enum Conn<'a> {
 }
 
 impl Conn<'_> {
-    fn backend(&self) -> Backend {
-        match self {
-            Conn::Db(db) => db.backend(),
-            Conn::Tx(tx) => tx.backend(),
-        }
-    }
-
     async fn fetch(&mut self, q: &Q, types: &[SqlType]) -> Result<Vec<Row>> {
         match self {
             Conn::Db(db) => db.fetch(q, types).await,
@@ -322,16 +315,6 @@ fn loaded_select(object: &str) -> (&'static str, &'static str) {
     }
 }
 
-/// `+` before a column keeps SQLite from using an index on it. Lookups by id (a list of ids,
-/// or a range of ids in id order) must use the primary key; without statistics SQLite
-/// otherwise prefers any `(company_id, …)` index and reads the whole company.
-fn no_index(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Sqlite => "+",
-        Backend::Postgres => "",
-    }
-}
-
 /// Records of `company_id` sharing a key with `keys`: (object, id), at most `MAX_PER_KEY` per
 /// key, keys shared by more records left out. One query: a limited index range per key.
 async fn ids_sharing_keys(
@@ -396,7 +379,6 @@ async fn load_for_scoring(
     }
     let mut q = Q::new(String::new());
     let pc = q.param(Value::Uuid(company_id));
-    let plus = no_index(conn.backend());
     let not_dismissed = match dismissed_for {
         Some(id) => {
             let p = q.param(Value::Uuid(id));
@@ -410,7 +392,7 @@ async fn load_for_scoring(
         let (cols, from) = loaded_select(&def.name);
         let ps: Vec<String> = list.iter().map(|id| q.param(Value::Uuid(*id))).collect();
         parts.push(format!(
-            "SELECT '{}', {cols} FROM {from} WHERE {plus}r.company_id = {pc} AND r.deleted_at IS NULL AND r.id IN ({}){not_dismissed}",
+            "SELECT '{}', {cols} FROM {from} WHERE r.company_id = {pc} AND r.deleted_at IS NULL AND r.id IN ({}){not_dismissed}",
             def.name,
             ps.join(", ")
         ));
@@ -578,8 +560,7 @@ pub async fn ensure_index(db: &Db, company_id: Uuid, progress: &(dyn Fn(i64, &st
         let mut after = Uuid::nil();
         loop {
             let q = Q::new(format!(
-                "SELECT '{object}', {cols}, r.deleted_at FROM {from} WHERE {}r.company_id = $1 AND r.id > $2 ORDER BY r.id LIMIT {INDEX_PAGE}",
-                no_index(db.backend())
+                "SELECT '{object}', {cols}, r.deleted_at FROM {from} WHERE r.company_id = $1 AND r.id > $2 ORDER BY r.id LIMIT {INDEX_PAGE}"
             ))
             .bind(Value::Uuid(company_id))
             .bind(Value::Uuid(after));
@@ -1056,60 +1037,59 @@ fn pair_key(a: Uuid, b: Uuid) -> (Uuid, Uuid) {
     }
 }
 
-/// A member of a block as the scan reads it.
-struct Member {
-    object: String,
-    id: Uuid,
-    number: String,
-    subject: Subject,
-    converted_contact_id: Option<Uuid>,
+/// Blocks of one page of the key index: keys (after `after`, in key order) with the records
+/// sharing them, plus the cursor to continue from and how many keys were too common. The
+/// index is read in its own order with a plain range and LIMIT, which every planner streams
+/// without statistics; grouping happens here. A key whose records straddle the page end is
+/// left for the next page.
+struct KeyPage {
+    blocks: Vec<Vec<(String, Uuid)>>,
+    skipped: i64,
+    next: Option<String>,
 }
 
-/// One page of blocks: every key (after `after`) shared by 2 to `MAX_PER_KEY` records, with
-/// the records' matching fields, ordered by key. Set-based: one grouped index range and a join.
-async fn scan_page(db: &Db, company_id: Uuid, kind: Kind, after: &str) -> Result<Vec<(String, Option<Member>)>> {
-    let (cols, joins) = match kind {
-        Kind::Person => (
-            "COALESCE(l.number, c.number), COALESCE(l.first_name, c.first_name), COALESCE(l.last_name, c.last_name), \
-             COALESCE(l.email, c.email), COALESCE(l.phone, c.phone), COALESCE(l.company_name, a.name), l.converted_contact_id",
-            "LEFT JOIN leads l ON k.object = 'leads' AND l.company_id = $1 AND l.id = k.record_id AND l.deleted_at IS NULL \
-             LEFT JOIN contacts c ON k.object = 'contacts' AND c.company_id = $1 AND c.id = k.record_id AND c.deleted_at IS NULL \
-             LEFT JOIN accounts a ON a.company_id = $1 AND a.id = c.account_id",
-        ),
-        Kind::Org => (
-            "a.number, a.name, a.website, a.gstin, NULL, NULL, NULL",
-            "LEFT JOIN accounts a ON k.object = 'accounts' AND a.company_id = $1 AND a.id = k.record_id AND a.deleted_at IS NULL",
-        ),
-    };
-    // CROSS JOIN: the page of block keys drives the join (SQLite keeps that order), so each
-    // page reads only its own keys instead of the company's whole key table.
+async fn key_page(db: &Db, company_id: Uuid, kind: Kind, after: &str) -> Result<KeyPage> {
     let q = Q::new(format!(
-        "SELECT k.key, k.object, k.record_id, {cols} FROM \
-         (SELECT key FROM dedupe_keys WHERE company_id = $1 AND kind = $2 AND key > $3 \
-          GROUP BY key HAVING COUNT(*) BETWEEN 2 AND {MAX_PER_KEY} ORDER BY key LIMIT {SCAN_PAGE}) b \
-         CROSS JOIN dedupe_keys k {joins} WHERE k.company_id = $1 AND k.kind = $2 AND k.key = b.key ORDER BY k.key"
+        "SELECT key, object, record_id FROM dedupe_keys WHERE company_id = $1 AND kind = $2 AND key > $3 ORDER BY key LIMIT {SCAN_PAGE}"
     ))
     .bind(Value::Uuid(company_id))
     .bind(Value::Text(kind.as_str().into()))
     .bind(Value::Text(after.into()));
-    let mut types = vec![SqlType::Text];
-    types.extend_from_slice(LOADED_TYPES);
-    let rows = db.fetch(&q, &types).await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let key = r.text(0).unwrap_or_default();
-            // A missing number means the record is deleted (or gone): no member.
-            let member = loaded_from(r, 1).map(|l| Member {
-                object: l.object,
-                id: l.id,
-                number: l.number,
-                subject: l.subject,
-                converted_contact_id: l.converted_contact_id,
-            });
-            (key, member)
-        })
-        .collect())
+    let rows = db.fetch(&q, &[SqlType::Text, SqlType::Text, SqlType::Uuid]).await?;
+    let full = rows.len() == SCAN_PAGE;
+    let rows = rows.into_iter().filter_map(|r| Some((r.text(0)?, r.text(1)?, r.uuid(2)?))).collect();
+    Ok(group_keys(rows, full))
+}
+
+/// Groups key rows (in key order) into blocks; `full` says the page was cut by its limit.
+fn group_keys(rows: Vec<(String, String, Uuid)>, full: bool) -> KeyPage {
+    let mut groups: Vec<(String, Vec<(String, Uuid)>)> = Vec::new();
+    for (key, object, id) in rows {
+        match groups.last_mut() {
+            Some((k, members)) if *k == key => members.push((object, id)),
+            _ => groups.push((key, vec![(object, id)])),
+        }
+    }
+    let mut page = KeyPage { blocks: Vec::new(), skipped: 0, next: None };
+    if full {
+        if groups.len() == 1 {
+            // One key fills the whole page: far too common; skip all of it.
+            page.skipped = 1;
+            page.next = groups.pop().map(|g| g.0);
+            return page;
+        }
+        // The last key may go on in the next page.
+        groups.pop();
+        page.next = groups.last().map(|g| g.0.clone());
+    }
+    for (_, members) in groups {
+        match members.len() {
+            0 | 1 => {}
+            n if n > MAX_PER_KEY => page.skipped += 1,
+            _ => page.blocks.push(members),
+        }
+    }
+    page
 }
 
 struct Edge {
@@ -1148,20 +1128,18 @@ pub async fn run_scan(db: &Db, company_id: Uuid, scan_id: Uuid, progress: &(dyn 
     for kind in [Kind::Person, Kind::Org] {
         let mut after = String::new();
         loop {
-            let rows = scan_page(db, company_id, kind, &after).await?;
-            let Some(last) = rows.last().map(|(k, _)| k.clone()) else { break };
-            after = last;
-            let mut i = 0;
-            while i < rows.len() {
-                let key = &rows[i].0;
-                let mut block: Vec<&Member> = Vec::new();
-                while i < rows.len() && &rows[i].0 == key {
-                    if let Some(m) = &rows[i].1 {
-                        block.push(m);
-                    }
-                    i += 1;
-                }
+            let page = key_page(db, company_id, kind, &after).await?;
+            skipped += page.skipped;
+            // The records of this page's blocks, loaded once (deleted ones drop out).
+            let ids: Vec<(String, Uuid)> = page.blocks.iter().flatten().cloned().collect::<HashSet<_>>().into_iter().collect();
+            let mut loaded: HashMap<Uuid, Loaded> = HashMap::new();
+            for chunk in ids.chunks(500) {
+                let mut conn = Conn::Db(db);
+                loaded.extend(load_for_scoring(&mut conn, company_id, chunk, None).await?.into_iter().map(|l| (l.id, l)));
+            }
+            for members in &page.blocks {
                 blocks += 1;
+                let block: Vec<&Loaded> = members.iter().filter_map(|(_, id)| loaded.get(id)).collect();
                 for (x, a) in block.iter().enumerate() {
                     for b in &block[x + 1..] {
                         let pk = pair_key(a.id, b.id);
@@ -1187,13 +1165,11 @@ pub async fn run_scan(db: &Db, company_id: Uuid, scan_id: Uuid, progress: &(dyn 
             if !progress(blocks, &format!("{blocks} blocks checked, {} matching pairs", edges.len())) {
                 return finish_cancelled(db, company_id, scan_id).await;
             }
+            match page.next {
+                Some(next) => after = next,
+                None => break,
+            }
         }
-        let q = Q::new(format!(
-            "SELECT COUNT(*) FROM (SELECT key FROM dedupe_keys WHERE company_id = $1 AND kind = $2 GROUP BY key HAVING COUNT(*) > {MAX_PER_KEY}) x"
-        ))
-        .bind(Value::Uuid(company_id))
-        .bind(Value::Text(kind.as_str().into()));
-        skipped += db.fetch_one(&q, &[SqlType::Int]).await?.and_then(|r| r.int(0)).unwrap_or(0);
     }
 
     // Group members and edges by cluster root; best clusters first.
@@ -1605,6 +1581,25 @@ mod tests {
         assert!(r.iter().all(|x| *x == r[0]));
         let s = uf.slot(ids[3]);
         assert_ne!(uf.root(s), r[0]);
+    }
+
+    #[test]
+    fn key_pages_group_blocks_and_leave_the_cut_key_for_the_next_page() {
+        let id = |n: u128| Uuid::from_u128(n);
+        let row = |k: &str, n: u128| (k.to_string(), "leads".to_string(), id(n));
+        let mut rows = vec![row("a", 1), row("b", 2), row("b", 3), row("c", 4), row("c", 5)];
+        rows.extend((0..=MAX_PER_KEY as u128).map(|n| row("d", 100 + n)));
+        rows.extend([row("e", 9), row("e", 10)]);
+        // Not cut: every key is complete; "a" is alone, "d" is too common.
+        let page = group_keys(rows.clone(), false);
+        assert_eq!((page.blocks.len(), page.skipped, page.next.clone()), (3, 1, None));
+        assert_eq!(page.blocks[0], vec![("leads".to_string(), id(2)), ("leads".to_string(), id(3))]);
+        // Cut by the limit: "e" may continue, so it waits for the next page, which starts after "d".
+        let page = group_keys(rows, true);
+        assert_eq!((page.blocks.len(), page.skipped, page.next.as_deref()), (2, 1, Some("d")));
+        // A single key filling the page is skipped whole.
+        let page = group_keys((0..10).map(|n| row("z", n)).collect(), true);
+        assert_eq!((page.blocks.len(), page.skipped, page.next.as_deref()), (0, 1, Some("z")));
     }
 
     #[test]

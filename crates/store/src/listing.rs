@@ -379,11 +379,7 @@ pub fn push_where(q: &mut Q, backend: Backend, r: &Resolver, lq: &ListQuery) -> 
 pub fn search_words(text: &str) -> Vec<String> {
     let from: Vec<char> = crate::schema::SEARCH_FOLD_FROM.chars().collect();
     let to: Vec<char> = crate::schema::SEARCH_FOLD_TO.chars().collect();
-    let folded: String = text
-        .to_lowercase()
-        .chars()
-        .map(|c| from.iter().position(|f| *f == c).map_or(c, |i| to[i]))
-        .collect();
+    let folded: String = text.to_lowercase().chars().map(|c| from.iter().position(|f| *f == c).map_or(c, |i| to[i])).collect();
     folded.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).take(8).map(str::to_string).collect()
 }
 
@@ -488,7 +484,8 @@ pub fn push_order(q: &mut Q, backend: Backend, keys: &[(Target, bool)]) {
     let parts: Vec<String> = keys
         .iter()
         .map(|(t, desc)| {
-            let never_null = matches!(t, Target::Column { name, .. } if matches!(name.as_str(), "id" | "number" | "created_at" | "updated_at"));
+            let never_null =
+                matches!(t, Target::Column { name, .. } if matches!(name.as_str(), "id" | "number" | "created_at" | "updated_at"));
             let nulls = if never_null { "" } else { " NULLS LAST" };
             format!("{} {}{nulls}", t.sql(q, backend), if *desc { "DESC" } else { "ASC" })
         })

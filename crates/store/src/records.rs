@@ -724,7 +724,9 @@ impl Records<'_> {
         match req {
             BulkRequest::Create { records } => {
                 for (i, input) in records.iter().enumerate() {
-                    out.push(self.create_tx(&mut tx, &custom, &mut pipeline, input, None, "bulk").await.map_err(|e| prefix(i, e, "records"))?.0);
+                    out.push(
+                        self.create_tx(&mut tx, &custom, &mut pipeline, input, None, "bulk").await.map_err(|e| prefix(i, e, "records"))?.0,
+                    );
                 }
             }
             BulkRequest::Update { ids, changes } => {
@@ -732,7 +734,11 @@ impl Records<'_> {
                     return Err(StoreError::invalid("changes.version", "bulk updates apply to the current version; leave version out"));
                 }
                 for (i, id) in parse_ids(ids)?.into_iter().enumerate() {
-                    out.push(self.update_tx(&mut tx, &custom, &mut pipeline, id, changes, None, "bulk").await.map_err(|e| prefix(i, e, "ids"))?);
+                    out.push(
+                        self.update_tx(&mut tx, &custom, &mut pipeline, id, changes, None, "bulk")
+                            .await
+                            .map_err(|e| prefix(i, e, "ids"))?,
+                    );
                 }
             }
             BulkRequest::Delete { ids } => {

@@ -32,7 +32,8 @@ impl Client {
     }
 
     async fn send(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> anyhow::Result<Response> {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nUser-Agent: corvid-bench\r\n", self.host, self.auth);
+        let mut req =
+            format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nUser-Agent: corvid-bench\r\n", self.host, self.auth);
         if let Some(b) = body {
             req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
         }

@@ -17,7 +17,7 @@ use corvid_core::role::Role;
 use corvid_core::validate::{Mode, Validator};
 use corvid_store::audit::AuditCtx;
 use corvid_store::pipeline::{Pipeline, Write};
-use corvid_store::{companies, import, Db, Q, Tenant};
+use corvid_store::{companies, import, Db, Tenant, Q};
 use gen::Generator;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -149,7 +149,8 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
 
     let ctx = AuditCtx { user_agent: Some("corvid bench".into()), ..Default::default() };
     let (admin, company) = companies::register(&db, "bench@corvid.test", "bench-password-1", "Bench Admin", "Bench Co", &ctx).await?;
-    let audit = AuditCtx { company_id: company.id, actor_id: Some(admin.id), user_agent: Some("corvid bench".into()), ..Default::default() };
+    let audit =
+        AuditCtx { company_id: company.id, actor_id: Some(admin.id), user_agent: Some("corvid bench".into()), ..Default::default() };
     for i in 1..=4 {
         companies::add_member(&db, &audit, &format!("rep{i}@corvid.test"), &format!("Rep {i}"), Some("bench-password-1"), Role::SalesRep)
             .await?;
@@ -387,8 +388,11 @@ async fn dedupe_checks(db: &Db, tenant: &Tenant, seed: u64, n: usize) -> anyhow:
 async fn floor(db: &Db, csv_path: &PathBuf) -> anyhow::Result<(f64, usize)> {
     let cols = gen::HEADERS.len();
     let names: Vec<String> = (0..cols).map(|i| format!("c{i}")).collect();
-    db.execute(&Q::new(format!("CREATE TABLE bench_floor (id TEXT, {})", names.iter().map(|n| format!("{n} TEXT")).collect::<Vec<_>>().join(", "))))
-        .await?;
+    db.execute(&Q::new(format!(
+        "CREATE TABLE bench_floor (id TEXT, {})",
+        names.iter().map(|n| format!("{n} TEXT")).collect::<Vec<_>>().join(", ")
+    )))
+    .await?;
     let placeholders: Vec<String> = (1..=cols + 1).map(|i| format!("${i}")).collect();
     let sql = format!("INSERT INTO bench_floor (id, {}) VALUES ({})", names.join(", "), placeholders.join(", "));
     let sqlite_sql = sql.replace('$', "?");
@@ -444,11 +448,7 @@ pub fn print_table(r: &Report) {
     println!("Corvid benchmark · {} · {} leads · seed {} · {} cores", r.database, thousands(r.leads as f64), r.seed, r.cores);
     println!("{:<48} {:>14} {:>14}", "measure", "result", "detail");
     let row = |a: &str, b: String, c: String| println!("{a:<48} {b:>14} {c:>14}");
-    row(
-        "1. import CSV, full pipeline (rows/s)",
-        thousands(r.import_rows_per_s),
-        format!("{:.1} s", r.import_seconds),
-    );
+    row("1. import CSV, full pipeline (rows/s)", thousands(r.import_rows_per_s), format!("{:.1} s", r.import_seconds));
     row("   peak RSS during import (MB)", format!("{:.0}", r.peak_rss_mb), format!("{} failed", r.import_failed));
     row("   near-duplicates generated / flagged", format!("{}", r.near_duplicates), format!("{}", r.flagged_duplicates));
     row("2. floor: bare table, 1 statement (rows/s)", thousands(r.floor_rows_per_s), format!("{:.1} s", r.floor_seconds));
@@ -457,7 +457,11 @@ pub fn print_table(r: &Report) {
     row("   search, HTTP (ms)", format!("p50 {:.2}", r.search_p50_ms), format!("p99 {:.2}", r.search_p99_ms));
     row("4. create, HTTP, concurrent clients (req/s)", thousands(r.http_create_per_s), format!("p99 {:.1} ms", r.http_create_p99_ms));
     row("   create errors", format!("{}", r.http_create_errors), format!("p50 {:.1} ms", r.http_create_p50_ms));
-    row("5. duplicate check, one lead vs base (ms)", format!("p50 {:.3}", r.dedupe_check_p50_ms), format!("p99 {:.3}", r.dedupe_check_p99_ms));
+    row(
+        "5. duplicate check, one lead vs base (ms)",
+        format!("p50 {:.3}", r.dedupe_check_p50_ms),
+        format!("p99 {:.3}", r.dedupe_check_p99_ms),
+    );
 }
 
 mod setup {
@@ -485,17 +489,9 @@ mod tests {
     }
 
     async fn small_run(database_url: Option<String>) {
-        let report = super::run(super::Args {
-            database_url,
-            leads: 600,
-            seed: 7,
-            json: true,
-            clients: 4,
-            creates: 40,
-            queries: 20,
-        })
-        .await
-        .expect("bench run");
+        let report = super::run(super::Args { database_url, leads: 600, seed: 7, json: true, clients: 4, creates: 40, queries: 20 })
+            .await
+            .expect("bench run");
         assert_eq!(report.import_created + report.import_failed, 600);
         assert_eq!(report.import_failed, 0, "{report:?}");
         assert_eq!(report.http_create_errors, 0, "{report:?}");

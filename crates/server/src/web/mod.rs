@@ -10,9 +10,9 @@ pub mod dedupe;
 pub mod format;
 pub mod imports;
 pub mod jobs;
-pub mod privacy;
 pub mod leads;
 pub mod logs;
+pub mod privacy;
 pub mod records;
 pub mod rules;
 
@@ -80,7 +80,10 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{a}/dedupe/merge"), post(dedupe::merge_post))
         .route(&format!("{a}/dedupe/dismiss"), post(dedupe::dismiss_post))
         .route(&format!("{a}/{{object}}/{{id}}/duplicates"), get(dedupe::panel))
-        .route(&format!("{a}/imports"), get(imports::index).post(imports::upload).layer(axum::extract::DefaultBodyLimit::max(crate::UPLOAD_LIMIT)))
+        .route(
+            &format!("{a}/imports"),
+            get(imports::index).post(imports::upload).layer(axum::extract::DefaultBodyLimit::max(crate::UPLOAD_LIMIT)),
+        )
         .route(&format!("{a}/imports/templates/{{template_id}}/delete"), post(imports::delete_template))
         .route(&format!("{a}/imports/{{import_id}}"), get(imports::progress))
         .route(&format!("{a}/imports/{{import_id}}/mapping"), get(imports::mapping_page).post(imports::mapping_save))

@@ -101,3 +101,9 @@ CREATE TABLE dedupe_clusters (
     pairs JSONB NOT NULL,
     PRIMARY KEY (scan_id, seq)
 );
+
+-- Tenant-scoped lookups by id: duplicate checks load candidates by id within the company, the
+-- key index is rebuilt page by page in id order, and scans join keys to their records.
+CREATE INDEX leads_company_id ON leads (company_id, id);
+CREATE INDEX contacts_company_id ON contacts (company_id, id);
+CREATE INDEX accounts_company_id ON accounts (company_id, id);
