@@ -5,9 +5,9 @@
 //! Blocking keeps all of it linear. The keys of a record (`corvid_core::matching`) live in
 //! `dedupe_keys`; a check reads the records sharing one of its keys in one indexed query, at
 //! most `MAX_PER_KEY` per key (a key shared by more records, like a switchboard number or a
-//! very common name, says nothing and is skipped), and scores only those. The scan groups the
-//! key table by key in SQL, page by page, and scores pairs inside each block; it never forms
-//! all pairs.
+//! very common name, says nothing and is skipped), and scores only those. The scan finds the
+//! blocks (keys shared by 2 to `MAX_PER_KEY` records) with one GROUP BY over the key table,
+//! then reads and scores them a chunk at a time, each pair once; it never forms all pairs.
 //!
 //! People are matched across leads and contacts (a new lead may be an existing contact);
 //! a contact is only compared with contacts, since every converted lead has its contact.
@@ -43,8 +43,8 @@ pub const MAX_PER_KEY: usize = 50;
 const MAX_KEY_BYTES: usize = 200;
 /// At most this many records are scored per check.
 const MAX_SCORED: usize = 200;
-/// Key rows per page of the scan.
-const SCAN_PAGE: usize = 20_000;
+/// Blocks read and scored together by the scan.
+const SCAN_CHUNK: usize = 500;
 /// Records per page of a re-index.
 const INDEX_PAGE: usize = 2000;
 /// Bumped when the way keys are stored changes; part of the index fingerprint.
@@ -1037,59 +1037,42 @@ fn pair_key(a: Uuid, b: Uuid) -> (Uuid, Uuid) {
     }
 }
 
-/// Blocks of one page of the key index: keys (after `after`, in key order) with the records
-/// sharing them, plus the cursor to continue from and how many keys were too common. The
-/// index is read in its own order with a plain range and LIMIT, which every planner streams
-/// without statistics; grouping happens here. A key whose records straddle the page end is
-/// left for the next page.
-struct KeyPage {
-    blocks: Vec<Vec<(String, Uuid)>>,
-    skipped: i64,
-    next: Option<String>,
+/// The keys of `kind` shared by 2 to `MAX_PER_KEY` records (the blocks), and how many keys
+/// are shared by more (skipped). One aggregate pass over the key index: SQLite walks its
+/// clustered primary key in order; PostgreSQL reads the table once (sequentially when it has
+/// no statistics) instead of fetching rows in key order from all over the heap.
+async fn block_keys(db: &Db, company_id: Uuid, kind: Kind) -> Result<(Vec<String>, i64)> {
+    let q = Q::new("SELECT key, COUNT(*) FROM dedupe_keys WHERE company_id = $1 AND kind = $2 GROUP BY key HAVING COUNT(*) >= 2")
+        .bind(Value::Uuid(company_id))
+        .bind(Value::Text(kind.as_str().into()));
+    let mut keys = Vec::new();
+    let mut skipped = 0;
+    for r in db.fetch(&q, &[SqlType::Text, SqlType::Int]).await? {
+        match (r.text(0), r.int(1)) {
+            (Some(k), Some(n)) if n <= MAX_PER_KEY as i64 => keys.push(k),
+            (Some(_), Some(_)) => skipped += 1,
+            _ => {}
+        }
+    }
+    keys.sort_unstable();
+    Ok((keys, skipped))
 }
 
-async fn key_page(db: &Db, company_id: Uuid, kind: Kind, after: &str) -> Result<KeyPage> {
-    let q = Q::new(format!(
-        "SELECT key, object, record_id FROM dedupe_keys WHERE company_id = $1 AND kind = $2 AND key > $3 ORDER BY key LIMIT {SCAN_PAGE}"
-    ))
-    .bind(Value::Uuid(company_id))
-    .bind(Value::Text(kind.as_str().into()))
-    .bind(Value::Text(after.into()));
-    let rows = db.fetch(&q, &[SqlType::Text, SqlType::Text, SqlType::Uuid]).await?;
-    let full = rows.len() == SCAN_PAGE;
-    let rows = rows.into_iter().filter_map(|r| Some((r.text(0)?, r.text(1)?, r.uuid(2)?))).collect();
-    Ok(group_keys(rows, full))
-}
-
-/// Groups key rows (in key order) into blocks; `full` says the page was cut by its limit.
-fn group_keys(rows: Vec<(String, String, Uuid)>, full: bool) -> KeyPage {
-    let mut groups: Vec<(String, Vec<(String, Uuid)>)> = Vec::new();
-    for (key, object, id) in rows {
-        match groups.last_mut() {
-            Some((k, members)) if *k == key => members.push((object, id)),
-            _ => groups.push((key, vec![(object, id)])),
+/// The records sharing each of `keys` (object, id), by key: index lookups only.
+async fn block_members(db: &Db, company_id: Uuid, kind: Kind, keys: &[String]) -> Result<Vec<Vec<(String, Uuid)>>> {
+    let mut q = Q::new(String::new());
+    let pc = q.param(Value::Uuid(company_id));
+    let pk = q.param(Value::Text(kind.as_str().into()));
+    let ps: Vec<String> = keys.iter().map(|k| q.param(Value::Text(k.clone()))).collect();
+    q.sql =
+        format!("SELECT key, object, record_id FROM dedupe_keys WHERE company_id = {pc} AND kind = {pk} AND key IN ({})", ps.join(", "));
+    let mut by_key: HashMap<String, Vec<(String, Uuid)>> = HashMap::new();
+    for r in db.fetch(&q, &[SqlType::Text, SqlType::Text, SqlType::Uuid]).await? {
+        if let (Some(k), Some(o), Some(id)) = (r.text(0), r.text(1), r.uuid(2)) {
+            by_key.entry(k).or_default().push((o, id));
         }
     }
-    let mut page = KeyPage { blocks: Vec::new(), skipped: 0, next: None };
-    if full {
-        if groups.len() == 1 {
-            // One key fills the whole page: far too common; skip all of it.
-            page.skipped = 1;
-            page.next = groups.pop().map(|g| g.0);
-            return page;
-        }
-        // The last key may go on in the next page.
-        groups.pop();
-        page.next = groups.last().map(|g| g.0.clone());
-    }
-    for (_, members) in groups {
-        match members.len() {
-            0 | 1 => {}
-            n if n > MAX_PER_KEY => page.skipped += 1,
-            _ => page.blocks.push(members),
-        }
-    }
-    page
+    Ok(keys.iter().filter_map(|k| by_key.remove(k)).filter(|m| m.len() >= 2).collect())
 }
 
 struct Edge {
@@ -1100,8 +1083,9 @@ struct Edge {
 }
 
 /// Runs scan `scan_id`: brings the key index up to date, then for people and organisations
-/// pages through the blocks, scores the pairs inside each block once, joins matching records
-/// into clusters and stores them. `progress(done, message)` is called between pages;
+/// finds the blocks, scores the pairs inside each block once (a chunk of blocks at a time),
+/// joins matching records into clusters and stores them. `progress(done, message)` is called
+/// between chunks;
 /// returning `false` stops the scan (`Ok(None)`: cancelled). Running it again replaces the
 /// scan's clusters, so a retried job does no harm.
 pub async fn run_scan(db: &Db, company_id: Uuid, scan_id: Uuid, progress: &(dyn Fn(i64, &str) -> bool + Sync)) -> Result<Option<Scan>> {
@@ -1126,20 +1110,20 @@ pub async fn run_scan(db: &Db, company_id: Uuid, scan_id: Uuid, progress: &(dyn 
     let mut info: HashMap<Uuid, (String, String, String, &'static str)> = HashMap::new();
     let (mut blocks, mut skipped) = (0i64, 0i64);
     for kind in [Kind::Person, Kind::Org] {
-        let mut after = String::new();
-        loop {
-            let page = key_page(db, company_id, kind, &after).await?;
-            skipped += page.skipped;
-            // The records of this page's blocks, loaded once (deleted ones drop out).
-            let ids: Vec<(String, Uuid)> = page.blocks.iter().flatten().cloned().collect::<HashSet<_>>().into_iter().collect();
+        let (keys, too_common) = block_keys(db, company_id, kind).await?;
+        skipped += too_common;
+        for chunk in keys.chunks(SCAN_CHUNK) {
+            let members = block_members(db, company_id, kind, chunk).await?;
+            // The records of these blocks, loaded once (deleted ones drop out).
+            let ids: Vec<(String, Uuid)> = members.iter().flatten().cloned().collect::<HashSet<_>>().into_iter().collect();
             let mut loaded: HashMap<Uuid, Loaded> = HashMap::new();
-            for chunk in ids.chunks(500) {
+            for part in ids.chunks(500) {
                 let mut conn = Conn::Db(db);
-                loaded.extend(load_for_scoring(&mut conn, company_id, chunk, None).await?.into_iter().map(|l| (l.id, l)));
+                loaded.extend(load_for_scoring(&mut conn, company_id, part, None).await?.into_iter().map(|l| (l.id, l)));
             }
-            for members in &page.blocks {
+            for block in &members {
                 blocks += 1;
-                let block: Vec<&Loaded> = members.iter().filter_map(|(_, id)| loaded.get(id)).collect();
+                let block: Vec<&Loaded> = block.iter().filter_map(|(_, id)| loaded.get(id)).collect();
                 for (x, a) in block.iter().enumerate() {
                     for b in &block[x + 1..] {
                         let pk = pair_key(a.id, b.id);
@@ -1164,10 +1148,6 @@ pub async fn run_scan(db: &Db, company_id: Uuid, scan_id: Uuid, progress: &(dyn 
             }
             if !progress(blocks, &format!("{blocks} blocks checked, {} matching pairs", edges.len())) {
                 return finish_cancelled(db, company_id, scan_id).await;
-            }
-            match page.next {
-                Some(next) => after = next,
-                None => break,
             }
         }
     }
@@ -1581,25 +1561,6 @@ mod tests {
         assert!(r.iter().all(|x| *x == r[0]));
         let s = uf.slot(ids[3]);
         assert_ne!(uf.root(s), r[0]);
-    }
-
-    #[test]
-    fn key_pages_group_blocks_and_leave_the_cut_key_for_the_next_page() {
-        let id = |n: u128| Uuid::from_u128(n);
-        let row = |k: &str, n: u128| (k.to_string(), "leads".to_string(), id(n));
-        let mut rows = vec![row("a", 1), row("b", 2), row("b", 3), row("c", 4), row("c", 5)];
-        rows.extend((0..=MAX_PER_KEY as u128).map(|n| row("d", 100 + n)));
-        rows.extend([row("e", 9), row("e", 10)]);
-        // Not cut: every key is complete; "a" is alone, "d" is too common.
-        let page = group_keys(rows.clone(), false);
-        assert_eq!((page.blocks.len(), page.skipped, page.next.clone()), (3, 1, None));
-        assert_eq!(page.blocks[0], vec![("leads".to_string(), id(2)), ("leads".to_string(), id(3))]);
-        // Cut by the limit: "e" may continue, so it waits for the next page, which starts after "d".
-        let page = group_keys(rows, true);
-        assert_eq!((page.blocks.len(), page.skipped, page.next.as_deref()), (2, 1, Some("d")));
-        // A single key filling the page is skipped whole.
-        let page = group_keys((0..10).map(|n| row("z", n)).collect(), true);
-        assert_eq!((page.blocks.len(), page.skipped, page.next.as_deref()), (0, 1, Some("z")));
     }
 
     #[test]
