@@ -120,14 +120,15 @@ async fn tenant(db: &Db, company: Uuid, as_email: Option<&str>, what: &str) -> a
             admins.first().map(|m| m.user_id).ok_or_else(|| anyhow!("company {company} has no active Admin; use --as EMAIL"))?
         }
     };
-    let Some((role, calling_code)) = companies::active_role(db, company, user_id).await? else {
+    let Some(member) = corvid_store::access::load(db, company, user_id).await? else {
         bail!("--as: that user is not an active member of company {company}");
     };
     Ok(Tenant {
         company_id: company,
         user_id,
-        role,
-        calling_code,
+        role: member.role,
+        calling_code: member.calling_code,
+        access: member.access,
         audit: AuditCtx {
             company_id: company,
             actor_id: Some(user_id),
@@ -191,7 +192,7 @@ fn default_key(file: &Path, object: &str, mapping: &Mapping, options: &Options) 
 pub async fn import(db: &Db, a: &ImportArgs, progress: &mut (dyn Write + Send)) -> anyhow::Result<Import> {
     let object = object_named(&a.object)?;
     let t = tenant(db, a.company, a.as_email.as_deref(), "import").await?;
-    if !corvid_server::api::imports::can_import(t.role) {
+    if !corvid_server::api::imports::can_import(&t.access) {
         bail!("only Admins and Managers can import records (this member is {})", t.role.label());
     }
     let meta = std::fs::metadata(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;

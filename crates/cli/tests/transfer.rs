@@ -218,6 +218,7 @@ async fn an_interrupted_cli_import_resumes_when_run_again() {
             role: admin.role,
             calling_code: "91".into(),
             audit: corvid_store::audit::AuditCtx { company_id, ..Default::default() },
+            access: corvid_store::access::Access::unrestricted(admin.user_id),
         };
         let stored = env.data.path().join("imports").join("interrupted");
         std::fs::create_dir_all(stored.parent().expect("dir")).expect("dir");

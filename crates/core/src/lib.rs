@@ -1,5 +1,6 @@
 //! Corvid's domain: object metadata, validation and normalisation, money. Pure logic, no I/O.
 
+pub mod access;
 pub mod country;
 pub mod disposable;
 pub mod matching;

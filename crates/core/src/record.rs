@@ -21,6 +21,9 @@ pub struct Record {
     pub deleted_at: Option<DateTime<Utc>>,
     pub fields: BTreeMap<String, Value>,
     pub custom: Map<String, Json>,
+    /// Fields withheld from the reader by field-level permissions: their values are removed
+    /// and their names are left out of every rendering, so not even "empty" shows.
+    pub redacted: Vec<String>,
 }
 
 impl Record {
@@ -149,7 +152,7 @@ pub fn derive(object: &ObjectDef, changes: &mut Changes, existing: Option<&Recor
 
 /// Renders a record as the API shows it. `only` restricts the fields (id and version stay).
 pub fn to_json(object: &ObjectDef, custom_fields: &[Field], record: &Record, only: Option<&[String]>) -> Json {
-    let wanted = |name: &str| only.is_none_or(|list| list.iter().any(|f| f == name));
+    let wanted = |name: &str| only.is_none_or(|list| list.iter().any(|f| f == name)) && !record.redacted.iter().any(|f| f == name);
     let mut out = Map::new();
     out.insert("id".into(), record.id.to_string().into());
     out.insert("object".into(), object.singular.clone().into());

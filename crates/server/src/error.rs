@@ -21,6 +21,8 @@ pub enum ApiError {
     BadRequest(String, Vec<FieldError>),
     Unauthorized(String),
     Forbidden(String),
+    /// Field-level permissions refused these fields.
+    ForbiddenFields(Vec<FieldError>),
     NotFound(String),
     MethodNotAllowed,
     Conflict(String),
@@ -63,7 +65,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(..) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::ForbiddenFields(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) | ApiError::Duplicate { .. } => StatusCode::CONFLICT,
@@ -82,6 +84,10 @@ impl ApiError {
             ApiError::BadRequest(d, e) => ("malformed", "Malformed request", d.clone(), e),
             ApiError::Unauthorized(d) => ("unauthenticated", "Authentication required", d.clone(), &[]),
             ApiError::Forbidden(d) => ("forbidden", "Not allowed", d.clone(), &[]),
+            ApiError::ForbiddenFields(e) => {
+                let detail = e.iter().map(|x| format!("{} {}", x.field, x.reason)).collect::<Vec<_>>().join("; ");
+                ("forbidden", "Not allowed", detail, e)
+            }
             ApiError::NotFound(d) => ("not-found", "Not found", d.clone(), &[]),
             ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed", "this route does not take that method".into(), &[]),
             ApiError::Conflict(d) => ("conflict", "Conflict", d.clone(), &[]),
@@ -162,6 +168,7 @@ impl From<StoreError> for ApiError {
                 }
             }
             StoreError::Forbidden(d) => ApiError::Forbidden(d),
+            StoreError::FieldForbidden(e) => ApiError::ForbiddenFields(e),
             other => {
                 tracing::error!(request_id = current_request_id().as_deref().unwrap_or("-"), error = %other, "store error");
                 ApiError::Internal

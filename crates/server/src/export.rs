@@ -7,6 +7,7 @@ use crate::error::{ApiError, ApiResult};
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use corvid_core::access::Action;
 use corvid_core::meta::ObjectDef;
 use corvid_core::record::to_json;
 use corvid_core::Field;
@@ -85,17 +86,22 @@ fn attachment(mut resp: Response, object: &ObjectDef, ext: &str, ct: &'static st
 /// Streams an export of the records matching `lq` (its cursor and limit are ignored).
 pub async fn export(db: Db, tenant: Tenant, object: &'static ObjectDef, mut lq: ListQuery, format: Format) -> ApiResult<Response> {
     let records = tenant.records(&db, object);
+    tenant.access.require(object, Action::Export)?;
     let custom = records.custom_fields().await?;
-    let cols = columns(object, &custom, lq.fields.as_deref());
     if let Some(f) = &lq.fields {
         let resolver = corvid_store::listing::Resolver { object, custom: &custom };
         resolver.check_fields(f).map_err(ApiError::Invalid)?;
+        let names: Vec<&str> = f.iter().map(String::as_str).collect();
+        tenant.access.check_readable(&object.name, &names, "an export")?;
     }
+    // Fields hidden from the member are not columns of their export at all.
+    let mut cols = columns(object, &custom, lq.fields.as_deref());
+    cols.retain(|c| !tenant.access.is_hidden(&object.name, c));
     lq.fields = None;
     lq.cursor = None;
     lq.limit = Some(corvid_store::listing::MAX_LIMIT);
     // The first page runs before answering, so a bad filter is a 422, not a broken download.
-    let (first, next, _) = records.list(&lq).await?;
+    let (first, next, _) = records.list_for(&lq, Action::Export).await?;
     match format {
         Format::Csv => {
             let mut head = csv::Writer::from_writer(Vec::new());
@@ -120,7 +126,7 @@ pub async fn export(db: Db, tenant: Tenant, object: &'static ObjectDef, mut lq: 
                     return None;
                 }
                 st.lq.cursor = Some(cursor);
-                match st.tenant.records(&st.db, object).list(&st.lq).await {
+                match st.tenant.records(&st.db, object).list_for(&st.lq, Action::Export).await {
                     Ok((recs, next, _)) => {
                         let mut w = csv::Writer::from_writer(Vec::new());
                         for r in &recs {
@@ -192,7 +198,7 @@ async fn xlsx(
         }
         let Some(c) = next.take() else { break };
         lq.cursor = Some(c);
-        let (recs, n, _) = tenant.records(&db, object).list(&lq).await?;
+        let (recs, n, _) = tenant.records(&db, object).list_for(&lq, Action::Export).await?;
         page = recs;
         next = n;
     }

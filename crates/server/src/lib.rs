@@ -21,7 +21,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
 use corvid_store::Db;
 use error::ApiError;
@@ -110,7 +110,14 @@ pub fn router(state: AppState) -> Router {
         .route(c, get(auth::show_company))
         .route(&format!("{c}/members"), get(admin::members).post(admin::add_member))
         .route(&format!("{c}/members/{{user_id}}"), patch(admin::update_member).delete(admin::deactivate_member))
-        .route(&format!("{c}/teams"), get(admin::teams).post(admin::create_team))
+        .route(&format!("{c}/members/{{user_id}}/role"), put(api::roles::set_member_role))
+        .route(&format!("{c}/members/{{user_id}}/reporting"), patch(api::roles::set_reporting))
+        .route(&format!("{c}/members/{{user_id}}/transfer"), post(api::roles::transfer))
+        .route(&format!("{c}/me/permissions"), get(api::roles::my_permissions))
+        .route(&format!("{c}/roles"), get(api::roles::list_roles).post(api::roles::create_role))
+        .route(&format!("{c}/roles/{{key}}"), get(api::roles::show_role).patch(api::roles::update_role).delete(api::roles::delete_role))
+        .route(&format!("{c}/teams"), get(api::roles::list_teams).post(api::roles::create_team))
+        .route(&format!("{c}/teams/{{team_id}}"), patch(api::roles::update_team).delete(api::roles::delete_team))
         .route(&format!("{c}/metadata/objects"), get(admin::objects))
         .route(&format!("{c}/metadata/objects/{{object}}"), get(admin::object))
         .route(&format!("{c}/metadata/objects/{{object}}/fields"), post(admin::create_field))
@@ -144,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{c}/contacts/{{id}}/duplicates"), get(api::dedupe::contact_duplicates))
         .route(&format!("{c}/accounts/{{id}}/duplicates"), get(api::dedupe::account_duplicates))
         .route(&format!("{c}/leads/merge"), post(api::dedupe::merge_leads))
+        .route(&format!("{c}/contacts/merge"), post(api::dedupe::merge_contacts))
         .route(&format!("{c}/data/dedupe/policy"), get(api::dedupe::get_policy).put(api::dedupe::put_policy))
         .route(&format!("{c}/data/dedupe/scan"), post(api::dedupe::start_scan))
         .route(&format!("{c}/data/dedupe/scans"), get(api::dedupe::list_scans))

@@ -472,6 +472,8 @@ fn path_param_component(name: &str) -> &'static str {
         "schedule_id" => "ScheduleId",
         "rule_set_id" => "ScoringRuleSetId",
         "rule_id" => "AssignmentRuleId",
+        "key" => "RoleKey",
+        "team_id" => "TeamId",
         "object" => "ObjectName",
         "name" => "CustomFieldName",
         "file" => "DocsFile",
@@ -1089,8 +1091,13 @@ fn shared_schemas() -> Map<String, Value> {
         "Team",
         json!({
             "type": "object",
-            "required": ["id", "name", "manager_id"],
-            "properties": { "id": uuid(), "name": { "type": "string" }, "manager_id": nullable(uuid()) },
+            "required": ["id", "name", "manager_id", "members"],
+            "properties": {
+                "id": uuid(),
+                "name": { "type": "string" },
+                "manager_id": nullable(uuid()),
+                "members": { "type": "integer", "minimum": 0, "description": "Members in the team, active or not." },
+            },
         }),
     );
     put(
@@ -1098,7 +1105,10 @@ fn shared_schemas() -> Map<String, Value> {
         json!({
             "type": "object", "additionalProperties": false,
             "required": ["name"],
-            "properties": { "name": { "type": "string", "minLength": 1 }, "manager_id": nullable(uuid()) },
+            "properties": {
+                "name": { "type": "string", "minLength": 1, "maxLength": 100 },
+                "manager_id": with(nullable(uuid()), json!({ "description": "An active member." })),
+            },
         }),
     );
     put(
@@ -1353,6 +1363,8 @@ fn shared_parameters() -> Value {
         "ScheduleId": path("schedule_id", uuid(), "Schedule id."),
         "ScoringRuleSetId": path("rule_set_id", uuid(), "Scoring rule set id."),
         "AssignmentRuleId": path("rule_id", uuid(), "Assignment rule id."),
+        "RoleKey": path("key", json!({ "type": "string", "pattern": "^(admin|manager|sales_rep|support_agent|read_only|custom_[a-z0-9_]+)$" }), "A built-in role's key, or a custom role's (`custom_…`)."),
+        "TeamId": path("team_id", uuid(), "Team id."),
         "ObjectName": path("object", json!({ "type": "string", "enum": OBJECT_NAMES }), "Object API name."),
         "CustomFieldName": path("name", json!({ "type": "string", "pattern": CUSTOM_FIELD_PATTERN }), "API name of a custom field."),
         "DocsFile": path("file", json!({ "type": "string", "enum": ASSETS.iter().map(|a| a.name).collect::<Vec<_>>() }), "A file of the docs page."),
@@ -1375,7 +1387,7 @@ fn shared_parameters() -> Value {
         "AuditAction": query("action", json!({ "type": "string" }), "Only this action, e.g. `update`."),
         "AuditFrom": query("from", date_time(), "Only entries at or after this time."),
         "AuditTo": query("to", date_time(), "Only entries at or before this time."),
-        "AuditObject": query("object", json!({ "type": "string" }), "Only entries about this object, e.g. `leads`, or `company`, `membership`, `team`, `custom_field`."),
+        "AuditObject": query("object", json!({ "type": "string" }), "Only entries about this object, e.g. `leads`, or `company`, `membership`, `team`, `role`, `custom_field`."),
         "AuditRecordId": query("record_id", uuid(), "Only entries about this record."),
     })
 }
@@ -1541,7 +1553,7 @@ fn fixed_paths(paths: &mut Paths) {
         &format!("{C}/members/{{user_id}}"),
         "patch",
         Op::new("updateMember", members, "Change a member's role, status, team or manager")
-            .description("Admins only. A company always keeps at least one active Admin (409).")
+            .description("Admins only. A company always keeps at least one active Admin (409). A built-in `role` replaces any custom role (use `PUT …/members/{user_id}/role` for custom roles). `team_id` and `manager_id` follow `PATCH …/members/{user_id}/reporting`: `null` clears, loops are refused.")
             .body(schema_ref("MemberChange"))
             .ok("200", "The member after the change.", schema_ref("Member"))
             .problems(ADMIN)
@@ -1562,13 +1574,16 @@ fn fixed_paths(paths: &mut Paths) {
     paths.add(
         &format!("{C}/teams"),
         "get",
-        Op::new("listTeams", teams, "List teams").ok("200", "Teams by name.", data_list(schema_ref("Team"))).problems(MEMBER),
+        Op::new("listTeams", teams, "List teams")
+            .description("Any member. Teams by name with their manager and member count.")
+            .ok("200", "Teams by name.", data_list(schema_ref("Team")))
+            .problems(MEMBER),
     );
     paths.add(
         &format!("{C}/teams"),
         "post",
         Op::new("createTeam", teams, "Create a team")
-            .description("Admins only. Team names are unique in a company.")
+            .description("Admins only. Team names are unique in a company (409); the manager must be an active member (422 naming `manager_id`). Audited.")
             .body(schema_ref("NewTeam"))
             .ok("201", "The new team.", schema_ref("Team"))
             .problems(ADMIN)
@@ -2056,7 +2071,7 @@ fn object_paths(o: &ObjectDef, paths: &mut Paths) {
         &format!("{item}/restore"),
         "post",
         Op::new(&format!("restore{}", n.one), tag, &format!("Restore a {one}"))
-            .description("Undoes a delete (or a deactivation). Restoring a live record changes nothing.")
+            .description("Undoes a delete (or a deactivation). Restoring a live record changes nothing. A record merged into another cannot be restored (409, naming the survivor).")
             .response("200", record_response(&format!("The {one} as it is now."), &n.one))
             .problems(MEMBER)
             .problems(writes),
@@ -2523,7 +2538,7 @@ fn lead_journey_paths(paths: &mut Paths) {
         &format!("{C}/leads/{{id}}/convert"),
         "post",
         Op::new("convertLead", leads, "Convert a lead (account first)")
-            .description("One transaction: the account (new or existing), the contact under it (new or existing), optionally a deal and a first activity; the lead becomes converted with links to them and keeps every field. A repeat for a converted lead returns the same result with 200 and creates nothing. A lead that misses the conversion rules is refused with 422 unless an Admin or Manager sends `override_qualification: true` (audited as `conversion_override`); other roles get 403 for the override. Another company's ids are 404 and nothing is written.")
+            .description("One transaction: the account (new or existing), the contact under it (new or existing), optionally a deal and a first activity; the lead becomes converted with links to them and keeps every field. The lead's consent and do-not-disturb go to the contact: a new contact takes them as they are; an existing one keeps do-not-disturb if either has it and the newer consent decision with its time, source and text version; taking the lead's decision is written to the contact's consent log (channel `convert`). Only this endpoint marks a lead converted: an edit, bulk change or import that sets `status` (or `stage`) to `converted`, or moves a converted lead out of it, is refused with 422 naming the field. A repeat for a converted lead returns the same result with 200 and creates nothing. A lead that misses the conversion rules is refused with 422 unless an Admin or Manager sends `override_qualification: true` (audited as `conversion_override`); other roles get 403 for the override. Another company's ids are 404 and nothing is written.")
             .param(param_ref("IdempotencyKey"))
             .body(json!({ "type": "object", "additionalProperties": false, "properties": {
                 "account": pick("account"), "contact": pick("contact"),
@@ -2614,6 +2629,23 @@ fn dedupe_paths(paths: &mut Paths) {
                 "versions": { "type": "object", "description": "Optional: record id → the version the caller saw.", "additionalProperties": { "type": "integer" } } } }))
             .ok("200", "The survivor as it is now, the merged ids and how many records moved per object.", json!({ "type": "object", "properties": {
                 "survivor": schema_ref("Lead"), "merged_ids": { "type": "array", "items": uuid() },
+                "moved": { "type": "object", "additionalProperties": { "type": "integer" } } } }))
+            .problems(MEMBER)
+            .problems(BODY)
+            .problems(&[P::Forbidden, P::Conflict, P::PreconditionFailed]),
+    );
+    paths.add(
+        &format!("{C}/contacts/merge"),
+        "post",
+        Op::new("mergeContacts", tag, "Merge duplicate contacts")
+            .description("Like merging leads: one transaction; the survivor takes each listed field's value from the record named for it; activities, tasks, deals (as primary contact), converted leads' links and duplicate marks of the merged contacts move to the survivor; the merged contacts are soft-deleted and remember the survivor, so `GET .../contacts/{merged id}` answers `308` to it and restoring one is refused (409). Do-not-disturb on any of them stays on the survivor, and the survivor becomes primary contact if a merged one was. Everything is audited. 422: a contact merged into itself, bad ids, a read-only or unknown field, a source outside the merge, contacts of different accounts. 404: an id not in this company. 409: a contact already deleted or merged. 412: a `versions` entry is stale.")
+            .body(json!({ "type": "object", "required": ["survivor_id", "merged_ids"], "additionalProperties": false, "properties": {
+                "survivor_id": uuid(),
+                "merged_ids": { "type": "array", "minItems": 1, "maxItems": 10, "items": uuid() },
+                "fields": { "type": "object", "description": "Field name → id of the record (survivor or merged) whose value the survivor keeps.", "additionalProperties": uuid() },
+                "versions": { "type": "object", "description": "Optional: record id → the version the caller saw.", "additionalProperties": { "type": "integer" } } } }))
+            .ok("200", "The survivor as it is now, the merged ids and how many records moved per object.", json!({ "type": "object", "properties": {
+                "survivor": schema_ref("Contact"), "merged_ids": { "type": "array", "items": uuid() },
                 "moved": { "type": "object", "additionalProperties": { "type": "integer" } } } }))
             .problems(MEMBER)
             .problems(BODY)
@@ -2750,12 +2782,15 @@ fn privacy_paths(paths: &mut Paths) {
         &format!("{C}/privacy/subjects/{{object}}/{{id}}/erase"),
         "post",
         Op::new("eraseDataSubject", tag, "Erase a person's personal data")
-            .description(&format!("Admins. One transaction: the lead or contact, every lead and contact with the same email or phone (and a converted lead's contact), and the free text of their activities, tasks and qualification history are anonymised: names become \"Erased\", contact details, notes and other personal fields are emptied. Records stay with their status, source, stage, amounts and dates, so reports keep their figures. The audit trail gets an `erase` row per erased field with no old or new value, and the values of earlier audit rows for those fields are redacted; `GET .../audit/verify` still verifies (rows hash a salted digest of their values; `audit.not_redactable` counts rows written before that scheme, which keep their values). Repeating it changes nothing. {person}"))
+            .description(&format!("Admins. One transaction: the lead or contact, every lead and contact with the same email or phone (and a converted lead's contact), and the free text of their activities, tasks and qualification history are anonymised: names become \"Erased\", contact details, notes and other personal fields are emptied. Records stay with their status, source, stage, amounts and dates, so reports keep their figures. The audit trail gets an `erase` row per erased field with no old or new value, and the values of earlier audit rows for those fields are redacted; `GET .../audit/verify` still verifies (rows hash a salted digest of their values; `audit.not_redactable` counts rows written before that scheme, which keep their values). Their email and phone are also replaced with `[erased]` where other records' text mentions them (audited as `erase`, earlier audit values of those fields and any audit value mentioning them redacted), and their email, phone and name in failed import rows, the system log, jobs and other stored free text (`elsewhere`). Repeating it changes nothing. {person}"))
             .ok("200", "What was anonymised.", json!({ "type": "object", "properties": {
                 "subject": { "type": "object" },
                 "people": { "type": "array", "items": { "type": "object", "properties": { "object": { "type": "string" }, "id": uuid(), "number": { "type": "string" }, "fields": { "type": "array", "items": { "type": "string" } } } } },
                 "activities": { "type": "integer" }, "tasks": { "type": "integer" }, "consent_entries": { "type": "integer" }, "qualification_entries": { "type": "integer" },
-                "audit": { "type": "object", "properties": { "redacted": { "type": "integer" }, "not_redactable": { "type": "integer" } } } } }))
+                "audit": { "type": "object", "properties": { "redacted": { "type": "integer" }, "not_redactable": { "type": "integer" } } },
+                "elsewhere": { "type": "object", "properties": {
+                    "records": { "type": "array", "description": "Other records whose text mentioned the email or phone.", "items": { "type": "object", "properties": { "object": { "type": "string" }, "id": uuid(), "number": { "type": "string" }, "fields": { "type": "array", "items": { "type": "string" } } } } },
+                    "rows": { "type": "object", "description": "Rows changed per table (import_errors, system_logs, jobs …).", "additionalProperties": { "type": "integer" } } } } } }))
             .problems(ADMIN),
     );
     let count = json!({ "type": ["integer", "null"] });
@@ -2973,6 +3008,300 @@ fn scoring_paths(paths: &mut Paths) {
             .problems(MEMBER).problems(BODY));
 }
 
+fn roles_schemas(schemas: &mut Map<String, Value>) {
+    let mut put = |name: &str, v: Value| {
+        schemas.insert(name.to_string(), v);
+    };
+    let scope = json!({ "type": "string", "enum": ["none", "own", "team", "all"] });
+    let actions = ["read", "create", "edit", "delete", "import", "export"];
+    let access = json!({ "type": "string", "enum": ["hidden", "read_only", "editable"] });
+    let mut full = Map::new();
+    let mut partial = Map::new();
+    for a in actions {
+        full.insert(a.into(), scope.clone());
+        partial.insert(a.into(), scope.clone());
+    }
+    full.insert("fields".into(), json!({ "type": "object", "additionalProperties": access.clone(), "description": "Fields that are not editable (absent = editable)." }));
+    partial.insert("fields".into(), json!({ "type": "object", "additionalProperties": access, "description": "Field name (standard or `cf_…`) → access; fields not named keep theirs, `editable` clears a restriction." }));
+    put(
+        "ObjectPermissions",
+        json!({
+            "type": "object", "additionalProperties": false,
+            "required": actions,
+            "description": "What a role may do with one object: per action the records it reaches (`none`, `own`: owned by the member, `team`: owned by the member's team mates or anyone below them in the reporting lines, or by nobody, `all`), and per field hidden or read-only. Edit, delete and export never reach beyond read.",
+            "properties": full,
+        }),
+    );
+    let objects: Map<String, Value> = OBJECT_NAMES.iter().map(|o| ((*o).to_string(), schema_ref("ObjectPermissions"))).collect();
+    put(
+        "PermissionMatrix",
+        json!({ "type": "object", "additionalProperties": false, "required": OBJECT_NAMES, "properties": objects, "description": "Every object's permissions." }),
+    );
+    let patch_objects: Map<String, Value> = OBJECT_NAMES
+        .iter()
+        .map(|o| ((*o).to_string(), json!({ "type": "object", "additionalProperties": false, "properties": partial.clone() })))
+        .collect();
+    put(
+        "PermissionMatrixPatch",
+        json!({
+            "type": "object", "additionalProperties": false, "properties": patch_objects,
+            "description": "Changes to a matrix: objects, actions and fields not named keep their value. Unknown objects, actions, fields (including custom fields of other companies) and values are 422s naming `permissions.<object>.<key>`. The result is normalised (edit, delete and export lowered to read).",
+        }),
+    );
+    put(
+        "RoleDefinition",
+        json!({
+            "type": "object",
+            "required": ["key", "label", "base_role", "builtin", "customised", "members", "permissions", "updated_at", "updated_by"],
+            "properties": {
+                "key": { "type": "string", "description": "A built-in role key, or `custom_…`." },
+                "label": { "type": "string" },
+                "base_role": with(schema_ref("Role"), json!({ "description": "The built-in role this one is, or acts as where a coarse role decides (Admin-only pages)." })),
+                "builtin": { "type": "boolean" },
+                "customised": { "type": "boolean", "description": "A built-in role whose matrix this company changed." },
+                "members": { "type": "integer", "minimum": 0, "description": "Active members with this role." },
+                "permissions": schema_ref("PermissionMatrix"),
+                "updated_at": nullable(date_time()),
+                "updated_by": nullable(uuid()),
+            },
+        }),
+    );
+    put(
+        "RoleWithFields",
+        json!({
+            "allOf": [schema_ref("RoleDefinition"), {
+                "type": "object",
+                "required": ["fields"],
+                "properties": { "fields": {
+                    "type": "object",
+                    "description": "Per object, the fields a matrix can restrict (standard, then this company's custom fields).",
+                    "additionalProperties": { "type": "array", "items": {
+                        "type": "object", "required": ["name", "label", "custom"],
+                        "properties": { "name": { "type": "string" }, "label": { "type": "string" }, "custom": { "type": "boolean" } },
+                    } },
+                } },
+            }],
+        }),
+    );
+    put(
+        "NewRole",
+        json!({
+            "type": "object", "additionalProperties": false,
+            "required": ["label", "base_role"],
+            "properties": {
+                "label": { "type": "string", "minLength": 1, "maxLength": 100, "description": "Unique in the company (409), any script." },
+                "base_role": schema_ref("Role"),
+                "permissions": schema_ref("PermissionMatrixPatch"),
+            },
+        }),
+    );
+    put(
+        "RolePatch",
+        json!({
+            "type": "object", "additionalProperties": false, "minProperties": 1,
+            "properties": {
+                "label": { "type": "string", "minLength": 1, "maxLength": 100, "description": "Custom roles only; built-in roles keep their names (422)." },
+                "permissions": schema_ref("PermissionMatrixPatch"),
+            },
+        }),
+    );
+    put(
+        "RoleChoice",
+        json!({ "type": "object", "additionalProperties": false, "required": ["role"], "properties": { "role": { "type": "string", "description": "A built-in role key or a custom role's key." } } }),
+    );
+    put(
+        "MemberRole",
+        json!({
+            "type": "object",
+            "required": ["user_id", "email", "name", "is_active", "role", "role_key", "role_label", "team_id", "manager_id"],
+            "properties": {
+                "user_id": uuid(),
+                "email": { "type": "string", "format": "email" },
+                "name": { "type": "string" },
+                "is_active": { "type": "boolean" },
+                "role": with(schema_ref("Role"), json!({ "description": "The built-in role (a custom role's base)." })),
+                "role_key": { "type": "string", "description": "The built-in role's key, or the custom role's." },
+                "role_label": { "type": "string" },
+                "team_id": nullable(uuid()),
+                "manager_id": nullable(uuid()),
+            },
+        }),
+    );
+    put(
+        "ReportingChange",
+        json!({
+            "type": "object", "additionalProperties": false, "minProperties": 1,
+            "properties": {
+                "team_id": with(nullable(uuid()), json!({ "description": "A team of this company; `null` takes the member out of their team." })),
+                "manager_id": with(nullable(uuid()), json!({ "description": "Another active member; `null` clears." })),
+            },
+        }),
+    );
+    put(
+        "TeamPatch",
+        json!({
+            "type": "object", "additionalProperties": false, "minProperties": 1,
+            "properties": {
+                "name": { "type": "string", "minLength": 1, "maxLength": 100 },
+                "manager_id": with(nullable(uuid()), json!({ "description": "An active member; `null` clears." })),
+            },
+        }),
+    );
+    put(
+        "TransferRequest",
+        json!({
+            "type": "object", "additionalProperties": false,
+            "required": ["to_user_id"],
+            "properties": {
+                "to_user_id": with(uuid(), json!({ "description": "An active member other than the one the records come from." })),
+                "objects": { "type": "array", "minItems": 1, "items": { "type": "string", "enum": OBJECT_NAMES }, "description": "Default: all six." },
+                "only_open": { "type": "boolean", "default": false, "description": "Only records still in play: leads new, contacted, nurturing, qualified or recycled; active accounts; contacts; open deals; tasks open or in progress; activities dated in the future. Deleted records never move then." },
+            },
+        }),
+    );
+    let counts: Map<String, Value> = OBJECT_NAMES.iter().map(|o| ((*o).to_string(), json!({ "type": "integer", "minimum": 0 }))).collect();
+    put(
+        "TransferResult",
+        json!({
+            "type": "object",
+            "required": ["from_user_id", "to_user_id", "only_open", "moved", "total"],
+            "properties": {
+                "from_user_id": uuid(),
+                "to_user_id": uuid(),
+                "only_open": { "type": "boolean" },
+                "moved": { "type": "object", "properties": counts, "description": "Records moved per object asked for." },
+                "total": { "type": "integer", "minimum": 0 },
+            },
+        }),
+    );
+    put(
+        "MyPermissions",
+        json!({
+            "type": "object",
+            "required": ["user_id", "role", "label", "base_role", "permissions", "team"],
+            "properties": {
+                "user_id": uuid(),
+                "role": { "type": "string", "description": "The caller's role key (built-in or `custom_…`)." },
+                "label": { "type": "string" },
+                "base_role": schema_ref("Role"),
+                "permissions": schema_ref("PermissionMatrix"),
+                "team": { "type": "array", "items": uuid(), "description": "Whose records `team` scopes reach: the caller, their team mates and everyone below them in the reporting lines (only the caller when no scope is `team`)." },
+            },
+        }),
+    );
+}
+
+fn roles_paths(paths: &mut Paths) {
+    let tag = "Roles";
+    paths.add(
+        &format!("{C}/roles"),
+        "get",
+        Op::new("listRoles", tag, "List roles")
+            .description("Admins only. The five built-in roles with this company's changes (`customised`), then custom roles by name, each with its effective matrix and active member count.")
+            .ok("200", "Roles.", data_list(schema_ref("RoleDefinition")))
+            .problems(ADMIN),
+    );
+    paths.add(
+        &format!("{C}/roles"),
+        "post",
+        Op::new("createRole", tag, "Create a custom role")
+            .description("Admins only. The key is `custom_` and the label in lower-case ASCII. The matrix starts as the company's version of `base_role`, with `permissions` applied. Members with the role act as `base_role` where a coarse role decides (Admin-only pages). At most 50 custom roles (409); labels are unique (409). Audited (object `role`).")
+            .body(schema_ref("NewRole"))
+            .ok("201", "The new role.", schema_ref("RoleDefinition"))
+            .problems(ADMIN)
+            .problems(BODY)
+            .problems(&[P::Conflict]),
+    );
+    paths.add(
+        &format!("{C}/roles/{{key}}"),
+        "get",
+        Op::new("getRole", tag, "Show a role")
+            .description("Admins only. With the fields each object's matrix can restrict, custom fields included.")
+            .ok("200", "The role.", schema_ref("RoleWithFields"))
+            .problems(ADMIN),
+    );
+    paths.add(
+        &format!("{C}/roles/{{key}}"),
+        "patch",
+        Op::new("updateRole", tag, "Change a role's matrix or name")
+            .description("Admins only. `permissions` changes some or all objects; `label` renames a custom role. The `admin` role always keeps `all` read and edit on every object and sees every field (422 naming the cell), so an Admin cannot lock everyone out. Members feel the change on their next request. Audited with the old and new matrix as JSON (object `role`, field `<key>.permissions`).")
+            .body(schema_ref("RolePatch"))
+            .ok("200", "The role after the change.", schema_ref("RoleDefinition"))
+            .problems(ADMIN)
+            .problems(BODY)
+            .problems(&[P::Conflict]),
+    );
+    paths.add(
+        &format!("{C}/roles/{{key}}"),
+        "delete",
+        Op::new("deleteRole", tag, "Delete a custom role, or reset a built-in one")
+            .description("Admins only. A custom role is deleted (204) when no member has it, active or not (409 otherwise). A built-in role goes back to its defaults (200 with the role). Audited.")
+            .ok("200", "The built-in role, back at its defaults.", schema_ref("RoleDefinition"))
+            .no_content("The custom role was deleted.")
+            .problems(ADMIN)
+            .problems(&[P::Conflict]),
+    );
+    paths.add(
+        &format!("{C}/members/{{user_id}}/role"),
+        "put",
+        Op::new("setMemberRole", tag, "Give a member a role")
+            .description("Admins only. A built-in key clears any custom role; a custom role's key also sets the member's built-in role to its base. The last active Admin keeps an Admin role (409). Takes effect on the member's next request. Audited (object `membership`, field `role`, old and new key).")
+            .body(schema_ref("RoleChoice"))
+            .ok("200", "The member after the change.", schema_ref("MemberRole"))
+            .problems(ADMIN)
+            .problems(BODY)
+            .problems(&[P::Conflict]),
+    );
+    paths.add(
+        &format!("{C}/members/{{user_id}}/reporting"),
+        "patch",
+        Op::new("setMemberReporting", tag, "Set a member's team and manager")
+            .description("Admins only. Keys left out keep their value; `null` clears. A member cannot manage themself, and reporting lines (managers, and teams' managers over their members) never loop: 422 naming `manager_id` or `team_id`. Audited (object `membership`).")
+            .body(schema_ref("ReportingChange"))
+            .ok("200", "The member after the change.", schema_ref("MemberRole"))
+            .problems(ADMIN)
+            .problems(BODY),
+    );
+    paths.add(
+        &format!("{C}/members/{{user_id}}/transfer"),
+        "post",
+        Op::new("transferRecords", tag, "Move a member's records to another member")
+            .description("Admins only. Every record the member owns (tasks: is assigned; activities: logged) in `objects` moves to `to_user_id` in one transaction, each with a new version and one audit row (field = owner column, old and new user id). Works for deactivated members too, the usual case when someone leaves.")
+            .body(schema_ref("TransferRequest"))
+            .ok("200", "How many records moved.", schema_ref("TransferResult"))
+            .problems(ADMIN)
+            .problems(BODY),
+    );
+    paths.add(
+        &format!("{C}/me/permissions"),
+        "get",
+        Op::new("myPermissions", tag, "The caller's permissions")
+            .description("Any member. The caller's role, its effective matrix and whom `team` scopes cover, so a client can offer only what will be allowed.")
+            .ok("200", "The caller's permissions.", schema_ref("MyPermissions"))
+            .problems(MEMBER),
+    );
+    paths.add(
+        &format!("{C}/teams/{{team_id}}"),
+        "patch",
+        Op::new("updateTeam", "Teams", "Rename a team or change its manager")
+            .description("Admins only. Names are unique (409); the manager must be an active member and must not report, directly or not, to a member of the team (422 naming `manager_id`). Audited (object `team`).")
+            .body(schema_ref("TeamPatch"))
+            .ok("200", "The team after the change.", schema_ref("Team"))
+            .problems(ADMIN)
+            .problems(BODY)
+            .problems(&[P::Conflict]),
+    );
+    paths.add(
+        &format!("{C}/teams/{{team_id}}"),
+        "delete",
+        Op::new("deleteTeam", "Teams", "Delete a team")
+            .description("Admins only. Only an empty team that no assignment rule uses (409 otherwise). Audited.")
+            .no_content("The team was deleted.")
+            .problems(ADMIN)
+            .problems(&[P::Conflict]),
+    );
+}
+
 fn tags() -> Vec<Value> {
     let mut tags = vec![
         json!({ "name": "Auth", "description": "Sign-up, sign-in, token refresh and sign-out." }),
@@ -2980,6 +3309,7 @@ fn tags() -> Vec<Value> {
         json!({ "name": "Companies", "description": "Companies the caller belongs to." }),
         json!({ "name": "Members", "description": "People in a company and their roles." }),
         json!({ "name": "Teams", "description": "Teams in a company." }),
+        json!({ "name": "Roles", "description": "Role permission matrices (built-in and custom), members' roles and reporting lines, moving records between members, and the caller's own permissions." }),
         json!({ "name": "Metadata", "description": "Objects, their fields and custom fields." }),
     ];
     for o in corvid_core::objects() {
@@ -3010,6 +3340,8 @@ pub fn document() -> Value {
     dedupe_paths(&mut paths);
     privacy_paths(&mut paths);
     scoring_paths(&mut paths);
+    roles_paths(&mut paths);
+    roles_schemas(&mut schemas);
     for o in corvid_core::objects() {
         object_schemas(o, &mut schemas);
         object_paths(o, &mut paths);

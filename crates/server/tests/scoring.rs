@@ -297,6 +297,28 @@ fn synthetic(i: usize) -> Json {
     }
 }
 
+/// Creates labelled leads in bulk. Only a conversion marks a lead converted, so the history's
+/// converted leads are created qualified and marked in the database afterwards.
+async fn create_history(app: &TestApp, s: &Session, records: Vec<Json>) -> Resp {
+    let converted: Vec<bool> = records.iter().map(|r| r["status"] == "converted").collect();
+    let records: Vec<Json> = records
+        .into_iter()
+        .map(|mut r| {
+            if r["status"] == "converted" {
+                r["status"] = json!("qualified");
+            }
+            r
+        })
+        .collect();
+    let r = app.post(s, &s.path("leads/bulk"), json!({"action": "create", "records": records})).await;
+    let ids: Vec<String> = r.body["data"].as_array().into_iter().flatten().filter_map(|d| d["id"].as_str().map(str::to_string)).collect();
+    for (id, _) in ids.iter().zip(&converted).filter(|(_, c)| **c) {
+        let id = uuid::Uuid::parse_str(id).expect("uuid");
+        app.db.execute(&Q::new("UPDATE leads SET status = 'converted' WHERE id = $1").bind(Value::Uuid(id))).await.expect("mark converted");
+    }
+    r
+}
+
 async fn train(app: &TestApp, s: &Session) -> (Json, Json) {
     let r = app.post(s, &s.path("scoring/predictive/train"), json!({})).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
@@ -317,7 +339,7 @@ async fn predictive_model_reports_auc_and_falls_back_with_little_history() {
 
         // 60 labelled leads: 40 converted, 20 lost: too few lost ones.
         let few: Vec<Json> = (0..60).map(synthetic).collect();
-        let r = app.post(&s, &s.path("leads/bulk"), json!({"action": "create", "records": few})).await;
+        let r = create_history(&app, &s, few).await;
         assert_eq!(r.status, StatusCode::OK, "{r:?}");
         let (started, status) = train(&app, &s).await;
         assert_eq!(started["fallback"], true, "{started}");
@@ -333,7 +355,7 @@ async fn predictive_model_reports_auc_and_falls_back_with_little_history() {
 
         // 300 more: enough of both; AUC on the held-out fifth.
         let more: Vec<Json> = (60..360).map(synthetic).collect();
-        let r = app.post(&s, &s.path("leads/bulk"), json!({"action": "create", "records": more})).await;
+        let r = create_history(&app, &s, more).await;
         assert_eq!(r.status, StatusCode::OK, "{r:?}");
         let (started, status) = train(&app, &s).await;
         assert_eq!(started["fallback"], false, "{started}");
@@ -448,7 +470,11 @@ async fn roles_and_tenancy() {
         let r = app.post(&admin, &admin.path("scoring/rule-sets"), rule_set()).await;
         assert_eq!(r.status, StatusCode::CREATED);
         let set = r.body["id"].as_str().expect("id").to_string();
-        let lead_id = lead(&app, &admin, json!({"last_name": "Shared", "country": "IN"})).await["id"].as_str().expect("id").to_string();
+        // Owned by the rep, so both the rep (own) and Read Only (all) may read it.
+        let lead_id = lead(&app, &admin, json!({"last_name": "Shared", "country": "IN", "owner_id": rep.user_id})).await["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
         let before = config_counts(&app).await;
         for who in [&rep, &viewer] {
             let r = app.post(who, &who.path("scoring/rule-sets"), json!({"name": "Mine"})).await;

@@ -150,8 +150,17 @@ async fn dashboard_shows_the_numbers_the_api_implies() {
         .iter()
         .enumerate()
         {
-            let r = app.post(&s, &s.path("leads"), json!({"last_name": format!("Lead{i}"), "status": status, "source": source})).await;
+            // Only a conversion marks a lead converted: those are marked in the database.
+            let given = if *status == "converted" { "qualified" } else { *status };
+            let r = app.post(&s, &s.path("leads"), json!({"last_name": format!("Lead{i}"), "status": given, "source": source})).await;
             old_lead = id_of(&r);
+            if *status == "converted" {
+                let uid = uuid::Uuid::parse_str(&old_lead).expect("uuid");
+                app.db
+                    .execute(&Q::new("UPDATE leads SET status = 'converted' WHERE id = $1").bind(Value::Uuid(uid)))
+                    .await
+                    .expect("mark converted");
+            }
         }
         let ten_days_ago = corvid_core::value::now_micros() - Duration::days(10);
         let uid = uuid::Uuid::parse_str(&old_lead).expect("uuid");
@@ -310,10 +319,11 @@ async fn dashboard_shows_the_numbers_the_api_implies() {
         let acts = section("data-testid=\"recent-activities\"");
         assert!(acts.contains(&format!("{base}/activities/{act}")) && acts.contains(&format!("{base}/leads/{old_lead}")));
 
-        // Another member sees the same company figures but their own tasks.
+        // A Sales Rep outside any team sees the figures of the records they may read (none of
+        // the Admin's leads) and their own tasks.
         let rb = sign_in(&app, "rep@dash.test").await;
         let theirs = get(&app, &rb, &format!("{base}/dashboard")).await;
-        assert_eq!(kpi(&theirs.text, "open_leads"), ["4"]);
+        assert_eq!(kpi(&theirs.text, "open_leads"), ["0"]);
         assert!(theirs.text.contains("Not mine") && !theirs.text.contains("Overdue call"));
     }
 }

@@ -153,19 +153,6 @@ pub async fn companies_of(db: &Db, user_id: Uuid) -> Result<Vec<MembershipSummar
         .collect())
 }
 
-/// The caller's role in a company (and the company's default calling code), if they are an
-/// active member. This is the tenancy gate.
-pub async fn active_role(db: &Db, company_id: Uuid, user_id: Uuid) -> Result<Option<(Role, String)>> {
-    let q = Q::new(
-        "SELECT m.role, c.calling_code FROM memberships m JOIN users u ON u.id = m.user_id JOIN companies c ON c.id = m.company_id \
-         WHERE m.company_id = $1 AND m.user_id = $2 AND m.is_active = $3 AND u.is_active = $3",
-    )
-    .bind(Value::Uuid(company_id))
-    .bind(Value::Uuid(user_id))
-    .bind(Value::Bool(true));
-    Ok(db.fetch_one(&q, &[SqlType::Text, SqlType::Text]).await?.and_then(|r| Some((Role::parse(&r.text(0)?)?, r.text(1)?))))
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Member {
     pub user_id: Uuid,

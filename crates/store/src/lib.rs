@@ -1,6 +1,7 @@
 //! Corvid persistence: SQLite and PostgreSQL behind one code path, migrations, the
 //! metadata-driven record repository, the hash-chained audit trail, users and tokens.
 
+pub mod access;
 pub mod assignment;
 pub mod audit;
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod privacy;
 pub mod qualification;
 pub mod quality;
 pub mod records;
+pub mod roles;
 pub mod schema;
 pub mod scoring;
 pub mod settings;
@@ -50,6 +52,9 @@ pub enum StoreError {
     Duplicate(Vec<crate::dedupe::Candidate>),
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// Field-level permissions refused these fields (hidden or read-only for the role).
+    #[error("forbidden fields")]
+    FieldForbidden(Vec<FieldError>),
     #[error("configuration: {0}")]
     Config(String),
     #[error("stored data is unreadable: {0}")]

@@ -90,6 +90,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0013_list_indexes.sql"),
         postgres: include_str!("../migrations/postgres/0013_list_indexes.sql"),
     },
+    Migration {
+        version: 14,
+        name: "roles",
+        sqlite: include_str!("../migrations/sqlite/0014_roles.sql"),
+        postgres: include_str!("../migrations/postgres/0014_roles.sql"),
+    },
 ];
 
 /// Applies every migration not yet recorded. Each runs in its own transaction together with

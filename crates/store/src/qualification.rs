@@ -1068,13 +1068,14 @@ async fn recycle_actor(db: &Db, company_id: Uuid, lead_id: Uuid, owner: Option<U
     .bind(Value::Text("recycle".into()));
     let recycler = db.fetch_one(&q, &[SqlType::Uuid]).await?.and_then(|r| r.uuid(0));
     for user_id in [recycler, owner].into_iter().flatten() {
-        if let Some((role, calling_code)) = companies::active_role(db, company_id, user_id).await? {
-            if role.can_write() {
+        if let Some(member) = crate::access::load(db, company_id, user_id).await? {
+            if member.role.can_write() {
                 return Ok(Some(Tenant {
                     company_id,
                     user_id,
-                    role,
-                    calling_code,
+                    role: member.role,
+                    calling_code: member.calling_code,
+                    access: member.access,
                     audit: AuditCtx {
                         company_id,
                         actor_id: None,
@@ -1143,6 +1144,7 @@ mod tests {
             deleted_at: None,
             fields: map,
             custom: Map::new(),
+            redacted: Vec::new(),
         }
     }
 

@@ -3,12 +3,14 @@
 //! membership check), validates through core, and writes the audit rows in the same
 //! transaction as the change.
 
+use crate::access::{self, Access};
 use crate::audit::{self, AuditCtx, Change};
 use crate::custom_fields;
 use crate::db::{Backend, Db, Tx, Q};
 use crate::listing::{self, ListQuery, Resolver};
 use crate::pipeline::{Pipeline, Write};
 use crate::{new_id, Result, StoreError};
+use corvid_core::access::{owner_column, Action, Scope};
 use corvid_core::meta::{DeleteMode, ObjectDef, SYSTEM_COLUMNS};
 use corvid_core::record::{derive, Record};
 use corvid_core::role::Role;
@@ -28,9 +30,16 @@ pub struct Tenant {
     pub role: Role,
     pub calling_code: String,
     pub audit: AuditCtx,
+    /// What this member may do (role matrix, field access, team).
+    pub access: Access,
 }
 
 impl Tenant {
+    /// A tenant handle for the system or the command line: unrestricted access.
+    pub fn system(company_id: Uuid, user_id: Uuid, calling_code: String, audit: AuditCtx) -> Tenant {
+        Tenant { company_id, user_id, role: Role::Admin, calling_code, audit, access: Access::unrestricted(user_id) }
+    }
+
     pub fn records<'a>(&'a self, db: &'a Db, object: &'static ObjectDef) -> Records<'a> {
         Records { db, object, tenant: self }
     }
@@ -89,6 +98,7 @@ fn to_record(object: &ObjectDef, row: crate::db::Row) -> Record {
         deleted_at: row.timestamp(7),
         fields,
         custom,
+        redacted: Vec::new(),
     }
 }
 
@@ -129,15 +139,86 @@ impl Records<'_> {
     }
 
     fn ensure_writer(&self) -> Result<()> {
-        if self.tenant.role.can_write() {
+        if self.tenant.access.may_write(&self.object.name) {
             Ok(())
         } else {
-            Err(StoreError::Forbidden("your role can read but not change records".into()))
+            Err(StoreError::Forbidden(format!(
+                "the {} role can read but not change {}",
+                self.tenant.access.role_label,
+                self.object.label_plural.to_lowercase()
+            )))
         }
     }
 
+    fn access(&self) -> &Access {
+        &self.tenant.access
+    }
+
+    /// A record as this member may see it: outside the read scope it does not exist (404,
+    /// as for another company's ids); hidden fields are withheld.
+    fn visible(&self, mut rec: Record) -> Result<Record> {
+        self.access().require(self.object, Action::Read)?;
+        if !self.access().allows_record(self.object, Action::Read, &rec) {
+            return Err(StoreError::NotFound);
+        }
+        self.access().redact(self.object, &mut rec);
+        Ok(rec)
+    }
+
+    fn shown(&self, mut rec: Record) -> Record {
+        self.access().redact(self.object, &mut rec);
+        rec
+    }
+
+    /// Checks that the member may `action` the stored `rec`: out of read scope is a 404,
+    /// readable but out of the action's scope a 403.
+    fn check_record(&self, action: Action, rec: &Record, channel: &str) -> Result<()> {
+        if access::is_system_channel(channel) {
+            return Ok(());
+        }
+        if !self.access().allows_record(self.object, Action::Read, rec) {
+            return Err(StoreError::NotFound);
+        }
+        self.access().require(self.object, action)?;
+        if !self.access().allows_record(self.object, action, rec) {
+            return Err(StoreError::Forbidden(format!(
+                "the {} role cannot {} this {}: it is outside the records it may {}",
+                self.access().role_label,
+                action.verb(),
+                self.object.singular,
+                action.verb()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks the owner a write would leave on a record against the action's scope.
+    fn check_owner(&self, action: Action, changes: &Changes, channel: &str) -> Result<()> {
+        if access::is_system_channel(channel) {
+            return Ok(());
+        }
+        let col = owner_column(&self.object.name);
+        let Some(value) = changes.fields.get(col) else { return Ok(()) };
+        let owner = match value {
+            Value::Uuid(u) => Some(*u),
+            _ => None,
+        };
+        if self.access().allows(&self.object.name, action, owner) {
+            return Ok(());
+        }
+        let scope = self.access().scope(&self.object.name, action);
+        Err(StoreError::FieldForbidden(vec![FieldError::new(
+            col,
+            match scope {
+                Scope::Own => "your role may only give these records to yourself",
+                _ => "your role may only give these records to yourself or your team",
+            },
+        )]))
+    }
+
     pub async fn get(&self, id: Uuid) -> Result<Record> {
-        self.get_in(None, id, true).await
+        let rec = self.get_in(None, id, true).await?;
+        self.visible(rec)
     }
 
     async fn get_in(&self, tx: Option<&mut Tx>, id: Uuid, include_deleted: bool) -> Result<Record> {
@@ -156,6 +237,14 @@ impl Records<'_> {
 
     /// A page of records and the cursor of the next page.
     pub async fn list(&self, lq: &ListQuery) -> Result<(Vec<Record>, Option<String>, Vec<Field>)> {
+        self.list_for(lq, Action::Read).await
+    }
+
+    /// A page of the records within `action`'s scope (`Export` for exports).
+    pub async fn list_for(&self, lq: &ListQuery, action: Action) -> Result<(Vec<Record>, Option<String>, Vec<Field>)> {
+        self.access().require(self.object, Action::Read)?;
+        self.access().require(self.object, action)?;
+        self.check_query_fields(lq)?;
         let custom = self.custom_fields().await?;
         let resolver = Resolver { object: self.object, custom: &custom };
         let limit = lq.limit.unwrap_or(listing::DEFAULT_LIMIT);
@@ -172,13 +261,15 @@ impl Records<'_> {
         let p = q.param(Value::Uuid(self.tenant.company_id));
         q.push(&p);
         listing::push_where(&mut q, backend, &resolver, lq).map_err(StoreError::Invalid)?;
+        self.access().push_filter(&mut q, self.object, action, None)?;
         if let Some(c) = &lq.cursor {
             let values = listing::decode_cursor(c, &keys).map_err(|e| StoreError::Invalid(vec![e]))?;
             listing::push_after(&mut q, backend, &keys, &values);
         }
         listing::push_order(&mut q, backend, &keys);
         q.push(&format!(" LIMIT {}", limit + 1));
-        let mut records: Vec<Record> = self.db.fetch(&q, &types).await?.into_iter().map(|r| to_record(self.object, r)).collect();
+        let mut records: Vec<Record> =
+            self.db.fetch(&q, &types).await?.into_iter().map(|r| self.shown(to_record(self.object, r))).collect();
         let next = if records.len() > limit {
             records.truncate(limit);
             records.last().map(|r| listing::encode_cursor(&listing::cursor_values(&keys, r)))
@@ -186,6 +277,29 @@ impl Records<'_> {
             None
         };
         Ok((records, next, custom))
+    }
+
+    /// Hidden fields may not be filtered, sorted, projected or searched on: the answer would
+    /// reveal their values.
+    fn check_query_fields(&self, lq: &ListQuery) -> Result<()> {
+        let hidden = self.access().hidden_fields(&self.object.name);
+        if hidden.is_empty() {
+            return Ok(());
+        }
+        let filters: Vec<&str> = lq.groups.iter().flatten().map(|c| c.field.as_str()).collect();
+        self.access().check_readable(&self.object.name, &filters, "filters")?;
+        let sorts: Vec<&str> = lq.sort.iter().map(|k| k.field.as_str()).collect();
+        self.access().check_readable(&self.object.name, &sorts, "sorting")?;
+        if let Some(f) = &lq.fields {
+            let names: Vec<&str> = f.iter().map(String::as_str).collect();
+            self.access().check_readable(&self.object.name, &names, "a field list")?;
+        }
+        if lq.q.as_deref().is_some_and(|q| !q.trim().is_empty()) {
+            let searched: Vec<&str> =
+                self.object.fields.iter().filter(|f| f.searchable && hidden.contains(&f.name)).map(|f| f.name.as_str()).collect();
+            self.access().check_readable(&self.object.name, &searched, "search (search covers it)")?;
+        }
+        Ok(())
     }
 
     /// Creates a record. With an idempotency key, a repeat returns the first record
@@ -198,7 +312,7 @@ impl Records<'_> {
         let out = self.create_tx(&mut tx, &custom, &mut pipeline, input, idem, "interactive").await?;
         pipeline.finish(&mut tx).await?;
         tx.commit().await?;
-        Ok(out)
+        Ok((self.shown(out.0), out.1))
     }
 
     async fn create_tx(
@@ -224,9 +338,22 @@ impl Records<'_> {
                 return Ok((self.get_in(Some(tx), id, true).await?, true));
             }
         }
-        let mut changes = self.validator(custom).validate(input, Mode::Create).map_err(StoreError::Invalid)?;
+        let action = if channel == "import" { Action::Import } else { Action::Create };
+        if !access::is_system_channel(channel) {
+            self.access().require(self.object, action)?;
+        }
+        if access::is_member_input(channel) {
+            self.access().check_input(self.object, input)?;
+        }
+        let mut changes = match pipeline.validated.take() {
+            Some(validated) => validated,
+            None => self.validator(custom).validate(input, Mode::Create).map_err(StoreError::Invalid)?,
+        };
         let now = now_micros();
         derive(self.object, &mut changes, None, now).map_err(StoreError::Invalid)?;
+        crate::convert::guard_status(self.object, channel, None, &changes)?;
+        // The owner the member asked for; assignment rules may route the record further.
+        self.check_owner(action, &changes, channel)?;
         let write = Write { tenant: self.tenant, object: self.object, existing: None, channel };
         let pipeline_audit = pipeline.before_write(tx, &write, &mut changes).await?;
         self.apply_owner_defaults(&mut changes);
@@ -257,8 +384,13 @@ impl Records<'_> {
             names.push(name.clone());
             ps.push(q.param(value.clone()));
         }
-        q.sql = format!("INSERT INTO {} ({}) VALUES ({})", self.table(), names.join(", "), ps.join(", "));
-        tx.execute(&q).await?;
+        if pipeline.batch {
+            // Batches insert their rows together (`Pipeline::flush`).
+            pipeline.defer_insert(self.object, id, names, q.params);
+        } else {
+            q.sql = format!("INSERT INTO {} ({}) VALUES ({})", self.table(), names.join(", "), ps.join(", "));
+            tx.execute(&q).await?;
+        }
 
         let currency = changes.fields.get("currency").and_then(Value::as_str).map(str::to_string);
         if pipeline.batch {
@@ -300,6 +432,7 @@ impl Records<'_> {
                     .map(|f| (f.name.clone(), changes.fields.get(&f.name).cloned().unwrap_or(Value::Null(f.kind.sql_type()))))
                     .collect(),
                 custom: changes.custom.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect(),
+                redacted: Vec::new(),
             };
             let after = pipeline.after_write(tx, &write, &record).await?;
             pipeline.deferred_audit.extend(after);
@@ -366,6 +499,29 @@ impl Records<'_> {
     ) -> Result<Record> {
         self.ensure_writer()?;
         Ok(self.create_tx(tx, custom, pipeline, input, None, channel).await?.0)
+    }
+
+    /// `create_in` for an input the caller already validated with `validate_new` (imports
+    /// validate a batch up front to look up its duplicates at once).
+    pub async fn create_in_validated(
+        &self,
+        tx: &mut Tx,
+        custom: &[Field],
+        pipeline: &mut Pipeline,
+        input: &Map<String, serde_json::Value>,
+        validated: Changes,
+        channel: &str,
+    ) -> Result<Record> {
+        pipeline.validated = Some(validated);
+        let out = self.create_in(tx, custom, pipeline, input, channel).await;
+        // Never left for another row, whatever stopped this one.
+        pipeline.validated = None;
+        out
+    }
+
+    /// The values of a new record from `input`, validated as `create_in` validates them.
+    pub fn validate_new(&self, custom: &[Field], input: &Map<String, serde_json::Value>) -> Result<Changes> {
+        self.validator(custom).validate(input, Mode::Create).map_err(StoreError::Invalid)
     }
 
     /// Updates the current version of a record inside the caller's transaction.
@@ -505,7 +661,7 @@ impl Records<'_> {
         let rec = self.update_tx(&mut tx, &custom, &mut pipeline, id, input, Some(expected_version), "interactive").await?;
         pipeline.finish(&mut tx).await?;
         tx.commit().await?;
-        Ok(rec)
+        Ok(self.shown(rec))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -519,8 +675,12 @@ impl Records<'_> {
         expected: Option<i64>,
         channel: &str,
     ) -> Result<Record> {
-        let mut changes = self.validator(custom).validate(input, Mode::Update).map_err(StoreError::Invalid)?;
         let existing = self.get_in(Some(tx), id, false).await?;
+        self.check_record(Action::Edit, &existing, channel)?;
+        if access::is_member_input(channel) {
+            self.access().check_input(self.object, input)?;
+        }
+        let mut changes = self.validator(custom).validate(input, Mode::Update).map_err(StoreError::Invalid)?;
         if let Some(v) = expected {
             if existing.version != v {
                 return Err(StoreError::Stale { current: existing.version });
@@ -528,6 +688,8 @@ impl Records<'_> {
         }
         let now = now_micros();
         derive(self.object, &mut changes, Some(&existing), now).map_err(StoreError::Invalid)?;
+        crate::convert::guard_status(self.object, channel, Some(&existing), &changes)?;
+        self.check_owner(Action::Edit, &changes, channel)?;
         let write = Write { tenant: self.tenant, object: self.object, existing: Some(&existing), channel };
         let pipeline_audit = pipeline.before_write(tx, &write, &mut changes).await?;
         // Only real differences are written and audited.
@@ -599,11 +761,12 @@ impl Records<'_> {
         let mut tx = self.db.begin().await?;
         let rec = self.delete_tx(&mut tx, id, expected).await?;
         tx.commit().await?;
-        Ok(rec)
+        Ok(self.shown(rec))
     }
 
     async fn delete_tx(&self, tx: &mut Tx, id: Uuid, expected: Option<i64>) -> Result<Record> {
         let existing = self.get_in(Some(tx), id, false).await?;
+        self.check_record(Action::Delete, &existing, "interactive")?;
         if expected.is_some_and(|v| v != existing.version) {
             return Err(StoreError::Stale { current: existing.version });
         }
@@ -654,11 +817,12 @@ impl Records<'_> {
         let mut tx = self.db.begin().await?;
         let rec = self.restore_tx(&mut tx, id).await?;
         tx.commit().await?;
-        Ok(rec)
+        Ok(self.shown(rec))
     }
 
     async fn restore_tx(&self, tx: &mut Tx, id: Uuid) -> Result<Record> {
         let existing = self.get_in(Some(tx), id, true).await?;
+        self.check_record(Action::Delete, &existing, "interactive")?;
         match self.object.delete_mode {
             DeleteMode::Deactivate => {
                 if existing.fields.get("is_active") == Some(&Value::Bool(true)) && existing.deleted_at.is_none() {
@@ -674,6 +838,7 @@ impl Records<'_> {
             }
             DeleteMode::SoftDelete => {
                 let Some(at) = existing.deleted_at else { return Ok(existing) };
+                crate::merge::refuse_restore(tx, self.object, self.tenant.company_id, &existing).await?;
                 self.set_flag(tx, &existing, "deleted_at = $1", Value::Null(SqlType::Timestamp)).await?;
                 audit::append(
                     tx,
@@ -753,23 +918,21 @@ impl Records<'_> {
             }
         }
         tx.commit().await?;
-        Ok(out)
+        Ok(out.into_iter().map(|r| self.shown(r)).collect())
     }
 
     /// Records of this object that link to `(column, id)`, newest first (related lists).
     pub async fn linked(&self, column: &str, id: Uuid, limit: usize) -> Result<Vec<Record>> {
-        if self.object.field(column).is_none() {
+        if self.object.field(column).is_none() || self.access().scope(&self.object.name, Action::Read) == Scope::None {
             return Ok(Vec::new());
         }
         let (cols, types) = columns(self.object);
-        let q = Q::new(format!(
-            "SELECT {cols} FROM {} WHERE company_id = $1 AND {column} = $2 AND deleted_at IS NULL ORDER BY created_at DESC, id DESC LIMIT {}",
-            self.table(),
-            limit.min(500)
-        ))
-        .bind(Value::Uuid(self.tenant.company_id))
-        .bind(Value::Uuid(id));
-        Ok(self.db.fetch(&q, &types).await?.into_iter().map(|r| to_record(self.object, r)).collect())
+        let mut q = Q::new(format!("SELECT {cols} FROM {} WHERE company_id = $1 AND {column} = $2 AND deleted_at IS NULL", self.table()))
+            .bind(Value::Uuid(self.tenant.company_id))
+            .bind(Value::Uuid(id));
+        self.access().push_filter(&mut q, self.object, Action::Read, None)?;
+        q.push(&format!(" ORDER BY created_at DESC, id DESC LIMIT {}", limit.min(500)));
+        Ok(self.db.fetch(&q, &types).await?.into_iter().map(|r| self.shown(to_record(self.object, r))).collect())
     }
 
     pub fn backend(&self) -> Backend {

@@ -36,7 +36,8 @@ pub async fn for_record(db: &Db, t: &Tenant, object: &'static ObjectDef, id: Uui
         items.extend(linked.into_iter().filter(|r| r.text("related_object") == Some(object.name.as_str())).map(Entry::Task));
     }
     let f = AuditFilter { object: Some(object.name.clone()), record_id: Some(id), limit, ..Default::default() };
-    items.extend(audit::list(db, t.company_id, &f).await?.into_iter().map(Entry::Change));
+    let changes = audit::list(db, t.company_id, &f).await?;
+    items.extend(t.access.visible_audit(changes).into_iter().map(Entry::Change));
     items.sort_by_key(|e| std::cmp::Reverse(e.at()));
     items.truncate(limit);
     Ok(items)

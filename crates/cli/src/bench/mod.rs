@@ -155,7 +155,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         companies::add_member(&db, &audit, &format!("rep{i}@corvid.test"), &format!("Rep {i}"), Some("bench-password-1"), Role::SalesRep)
             .await?;
     }
-    let tenant = Tenant { company_id: company.id, user_id: admin.id, role: Role::Admin, calling_code: "91".into(), audit };
+    let tenant = Tenant::system(company.id, admin.id, "91".into(), audit);
     setup::configure(&db, &tenant).await?;
 
     // 2. The floor, measured first on the empty database (the import consumes its file).
@@ -465,10 +465,46 @@ pub fn print_table(r: &Report) {
 }
 
 mod setup {
-    //! The rules a realistic company runs with, so the import pays for them.
-    use corvid_store::{Db, Tenant};
+    //! The rules a realistic company runs with, so the import pays for them: an active
+    //! scoring rule set (field and engagement rules, decay) and two assignment rules (round
+    //! robin for India, territories for the rest). The duplicate policy stays at its
+    //! default (flag), so every lead is checked.
+    use corvid_core::role::Role;
+    use corvid_store::{assignment, companies, scoring, Db, Tenant};
+    use serde_json::json;
 
-    pub async fn configure(_db: &Db, _tenant: &Tenant) -> anyhow::Result<()> {
+    pub async fn configure(db: &Db, tenant: &Tenant) -> anyhow::Result<()> {
+        let set: scoring::RuleSetInput = serde_json::from_value(json!({
+            "name": "Inbound",
+            "active": true,
+            "rules": [
+                {"name": "India", "points": 15, "conditions": [{"field": "country", "op": "eq", "value": "IN"}]},
+                {"name": "Mid-size or larger", "points": 20, "conditions": [{"field": "company_size", "op": "gte", "value": 200}]},
+                {"name": "Decision maker", "points": 25, "conditions": [{"field": "job_title", "op": "in", "value": ["CEO", "CTO", "CFO", "Founder", "Director", "Owner"]}]},
+                {"name": "Website or referral", "points": 10, "conditions": [{"field": "source", "op": "in", "value": ["website", "referral"]}]},
+                {"name": "Opens our emails", "points": 20, "conditions": [{"engagement": "email_opened", "op": "gte", "value": 2, "within_days": 30}]},
+                {"name": "Analyst", "points": -10, "conditions": [{"field": "job_title", "op": "contains", "value": "analyst"}]}
+            ],
+            "decay": {"points_per_week": 5}
+        }))?;
+        scoring::create_set(db, tenant, set).await?;
+        let reps: Vec<String> = companies::members(db, tenant.company_id)
+            .await?
+            .into_iter()
+            .filter(|m| m.role == Role::SalesRep)
+            .map(|m| m.user_id.to_string())
+            .collect();
+        anyhow::ensure!(reps.len() >= 2, "the benchmark company needs at least two sales reps");
+        let (india, world) = reps.split_at(reps.len() / 2);
+        for rule in [
+            json!({"name": "India inbound", "conditions": [{"field": "country", "op": "eq", "value": "IN"}], "strategy": "round_robin", "user_ids": india}),
+            json!({"name": "International", "strategy": "territory", "territories": [
+                {"name": "Americas and Europe", "countries": ["US", "GB", "DE"], "user_id": world[0]},
+                {"name": "Middle East and APAC", "countries": ["AE", "SG", "AU"], "user_id": world[world.len() - 1]}
+            ]}),
+        ] {
+            assignment::create(db, tenant, serde_json::from_value(rule)?).await?;
+        }
         Ok(())
     }
 }

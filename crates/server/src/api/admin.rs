@@ -55,7 +55,9 @@ pub async fn add_member(State(st): State<AppState>, Admin(t): Admin, JsonBody(b,
 pub struct MemberChange {
     role: Option<String>,
     is_active: Option<bool>,
+    #[serde(default, deserialize_with = "crate::api::roles::present")]
     team_id: Option<Option<Uuid>>,
+    #[serde(default, deserialize_with = "crate::api::roles::present")]
     manager_id: Option<Option<Uuid>>,
 }
 
@@ -67,11 +69,15 @@ pub async fn update_member(
 ) -> ApiResult<impl IntoResponse> {
     let user_id = p.uuid("user_id")?;
     let role = b.role.as_deref().map(parse_role).transpose()?;
-    let mut m = companies::update_member(&st.db, &t.audit, user_id, role, b.is_active).await?;
+    // Through the roles service, so that a built-in role replaces a custom one and reporting
+    // lines are checked for loops.
+    if let Some(role) = role {
+        corvid_store::roles::assign(&st.db, &t.audit, user_id, role.as_str()).await?;
+    }
+    let mut m = companies::update_member(&st.db, &t.audit, user_id, None, b.is_active).await?;
     if b.team_id.is_some() || b.manager_id.is_some() {
-        let team = b.team_id.unwrap_or(m.team_id);
-        let manager = b.manager_id.unwrap_or(m.manager_id);
-        m = companies::set_member_team(&st.db, &t.audit, user_id, team, manager).await?;
+        corvid_store::roles::set_reporting(&st.db, &t.audit, user_id, b.team_id, b.manager_id).await?;
+        m = companies::member(&st.db, t.company_id, user_id).await?.ok_or(ApiError::not_found("member"))?;
     }
     Ok(Json(m))
 }
@@ -80,21 +86,6 @@ pub async fn update_member(
 pub async fn deactivate_member(State(st): State<AppState>, Admin(t): Admin, p: Params) -> ApiResult<impl IntoResponse> {
     let user_id = p.uuid("user_id")?;
     Ok(Json(companies::update_member(&st.db, &t.audit, user_id, None, Some(false)).await?))
-}
-
-pub async fn teams(State(st): State<AppState>, Member(t): Member) -> ApiResult<impl IntoResponse> {
-    Ok(Json(json!({"data": companies::teams(&st.db, t.company_id).await?})))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewTeam {
-    name: String,
-    manager_id: Option<Uuid>,
-}
-
-pub async fn create_team(State(st): State<AppState>, Admin(t): Admin, JsonBody(b, _): JsonBody<NewTeam>) -> ApiResult<impl IntoResponse> {
-    Ok((StatusCode::CREATED, Json(companies::create_team(&st.db, &t.audit, &b.name, b.manager_id).await?)))
 }
 
 fn describe(object: &ObjectDef, custom: &[corvid_core::Field]) -> Value {
@@ -144,18 +135,34 @@ pub async fn delete_field(State(st): State<AppState>, Admin(t): Admin, p: Params
     Ok(StatusCode::NO_CONTENT)
 }
 
+fn require_read(t: &corvid_store::Tenant, object: &str) -> ApiResult<()> {
+    let def = corvid_core::object(object).ok_or(ApiError::Internal)?;
+    t.access.require(def, corvid_core::access::Action::Read)?;
+    Ok(())
+}
+
 pub async fn lead_stats(State(st): State<AppState>, Member(t): Member) -> ApiResult<impl IntoResponse> {
-    Ok(Json(json!({
-        "by_status": stats::count_by(&st.db, t.company_id, "leads", "status").await?,
-        "by_source": stats::count_by(&st.db, t.company_id, "leads", "source").await?,
-        "by_owner": stats::count_by(&st.db, t.company_id, "leads", "owner_id").await?,
-    })))
+    require_read(&t, "leads")?;
+    let mut out = serde_json::Map::new();
+    for (key, column) in [("by_status", "status"), ("by_source", "source"), ("by_owner", "owner_id")] {
+        // A grouping on a field hidden from the member is left out rather than failing the rest.
+        match stats::count_by(&st.db, &t, "leads", column).await {
+            Ok(b) => {
+                out.insert(key.into(), serde_json::to_value(b).unwrap_or_default());
+            }
+            Err(corvid_store::StoreError::FieldForbidden(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Json(serde_json::Value::Object(out)))
 }
 
 pub async fn deal_stats(State(st): State<AppState>, Member(t): Member) -> ApiResult<impl IntoResponse> {
-    Ok(Json(json!({"by_stage": stats::deals_by_stage(&st.db, t.company_id).await?})))
+    require_read(&t, "deals")?;
+    Ok(Json(json!({"by_stage": stats::deals_by_stage(&st.db, &t).await?})))
 }
 
 pub async fn activity_stats(State(st): State<AppState>, Member(t): Member) -> ApiResult<impl IntoResponse> {
-    Ok(Json(json!({"by_type": stats::count_by(&st.db, t.company_id, "activities", "activity_type").await?})))
+    require_read(&t, "activities")?;
+    Ok(Json(json!({"by_type": stats::count_by(&st.db, &t, "activities", "activity_type").await?})))
 }

@@ -15,11 +15,10 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use corvid_core::meta::ObjectDef;
-use corvid_core::role::Role;
 use corvid_core::Field;
 use corvid_store::audit::AuditCtx;
 use corvid_store::import::{self, FileError, Mapping, Options};
-use corvid_store::{companies, jobs, Db, StoreError, Tenant};
+use corvid_store::{jobs, Db, StoreError, Tenant};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
@@ -28,16 +27,17 @@ use uuid::Uuid;
 
 pub const KIND: &str = "import.run";
 
-/// Who may import and manage mapping templates.
-pub fn can_import(role: Role) -> bool {
-    matches!(role, Role::Admin | Role::Manager)
+/// Who may import and manage mapping templates: roles with an import scope on some object
+/// (by default Admins and Managers). Each import also needs the scope on its object.
+pub fn can_import(access: &corvid_store::access::Access) -> bool {
+    corvid_core::meta::OBJECT_NAMES.iter().any(|o| access.scope(o, corvid_core::access::Action::Import) != corvid_core::access::Scope::None)
 }
 
 pub fn ensure_importer(t: &Tenant) -> ApiResult<()> {
-    if can_import(t.role) {
+    if can_import(&t.access) {
         Ok(())
     } else {
-        Err(ApiError::Forbidden("only Admins and Managers can import records and manage import templates".into()))
+        Err(ApiError::Forbidden(format!("the {} role cannot import records or manage import templates", t.access.role_label)))
     }
 }
 
@@ -193,6 +193,7 @@ pub async fn load_template(db: &Db, t: &Tenant, raw: &str, object: &ObjectDef) -
 async fn parse_parts(db: &Db, t: &Tenant, up: &Upload) -> ApiResult<(&'static ObjectDef, MappingSpec, Options)> {
     let object = up.object.as_deref().ok_or_else(|| ApiError::invalid("object", "is required"))?;
     let object = corvid_core::object(object.trim()).ok_or_else(|| ApiError::invalid("object", "is not a known object"))?;
+    t.access.require(object, corvid_core::access::Action::Import)?;
     let mapping = up.mapping.as_deref().filter(|m| !m.trim().is_empty());
     let template = up.template_id.as_deref().filter(|m| !m.trim().is_empty());
     let spec = match (mapping, template) {
@@ -440,14 +441,15 @@ pub async fn run_job(ctx: JobContext) -> JobResult {
         .and_then(|s| Uuid::parse_str(s).ok())
         .ok_or_else(|| JobError::permanent("payload has no user_id"))?;
     let db = ctx.db().clone();
-    let Some((role, calling_code)) = companies::active_role(&db, company_id, user_id).await? else {
+    let Some(member) = corvid_store::access::load(&db, company_id, user_id).await? else {
         return Err(JobError::permanent("the user who started this import is no longer a member"));
     };
     let tenant = Tenant {
         company_id,
         user_id,
-        role,
-        calling_code,
+        role: member.role,
+        calling_code: member.calling_code,
+        access: member.access,
         audit: AuditCtx {
             company_id,
             actor_id: Some(user_id),

@@ -7,4 +7,5 @@ pub mod leads;
 pub mod logs;
 pub mod privacy;
 pub mod records;
+pub mod roles;
 pub mod rules;

@@ -22,7 +22,13 @@ pub fn query_pairs(raw: Option<&str>) -> ApiResult<Vec<(String, String)>> {
     if raw.len() > 16 * 1024 {
         return Err(ApiError::bad_request("the query string is too long"));
     }
-    serde_urlencoded::from_str(raw).map_err(|_| ApiError::bad_request("the query string could not be read"))
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(raw).map_err(|_| ApiError::bad_request("the query string could not be read"))?;
+    // No stored text holds NUL, and PostgreSQL refuses it in a query (which would be a 500).
+    if let Some((k, _)) = pairs.iter().find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+        return Err(ApiError::bad_field(&k.replace('\0', "").chars().take(80).collect::<String>(), "must not contain NUL characters"));
+    }
+    Ok(pairs)
 }
 
 fn render(object: &ObjectDef, custom: &[Field], rec: &Record, fields: Option<&[String]>) -> Value {
@@ -251,8 +257,10 @@ fn audit_filter_from(pairs: &[(String, String)], f: &mut AuditFilter) -> ApiResu
     Ok(())
 }
 
-fn audit_page(rows: Vec<corvid_store::audit::AuditRow>, limit: usize) -> Json<Value> {
+fn audit_page(t: &corvid_store::Tenant, rows: Vec<corvid_store::audit::AuditRow>, limit: usize) -> Json<Value> {
+    // The cursor follows the stored rows, so rows withheld from this member do not end paging.
     let next = if rows.len() == limit { rows.last().map(|r| r.seq.to_string()) } else { None };
+    let rows = t.access.visible_audit(rows);
     Json(json!({"data": rows, "next_cursor": next}))
 }
 
@@ -265,7 +273,7 @@ pub async fn history(State(st): State<AppState>, Member(t): Member, p: Params, R
     f.object = Some(object.name.clone());
     f.record_id = Some(id);
     let rows = audit::list(&st.db, t.company_id, &f).await?;
-    Ok(audit_page(rows, f.limit).into_response())
+    Ok(audit_page(&t, rows, f.limit).into_response())
 }
 
 pub async fn company_audit(
@@ -276,7 +284,7 @@ pub async fn company_audit(
     let mut f = AuditFilter { limit: 100, ..Default::default() };
     audit_filter_from(&query_pairs(raw.as_deref())?, &mut f)?;
     let rows = audit::list(&st.db, t.company_id, &f).await?;
-    Ok(audit_page(rows, f.limit).into_response())
+    Ok(audit_page(&t, rows, f.limit).into_response())
 }
 
 pub async fn verify_audit(State(st): State<AppState>, crate::extract::Admin(t): crate::extract::Admin) -> ApiResult<Response> {

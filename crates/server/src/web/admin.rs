@@ -343,22 +343,41 @@ struct DashboardPage {
     activities: Vec<ActivityRow>,
 }
 
-async fn count_created_since(st: &AppState, company_id: Uuid, table: &str, since: DateTime<Utc>) -> WebResult<i64> {
+/// The member's read scope on `table` as an extra SQL condition.
+fn scope_sql(t: &corvid_store::Tenant, table: &str) -> String {
+    t.access.owner_condition(table, corvid_core::access::Action::Read, None).map(|c| format!(" AND {c}")).unwrap_or_default()
+}
+
+/// Statistics the member may not see (no read access, or a hidden field) show as empty.
+fn or_empty<T: Default>(r: Result<T, StoreError>) -> WebResult<T> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(StoreError::Forbidden(_) | StoreError::FieldForbidden(_)) => Ok(T::default()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn count_created_since(st: &AppState, t: &corvid_store::Tenant, table: &str, since: DateTime<Utc>) -> WebResult<i64> {
     // Same conditions as the list endpoint with `filter[created_at][gte]`.
-    let q = Q::new(format!("SELECT COUNT(*) FROM {table} WHERE company_id = $1 AND deleted_at IS NULL AND created_at >= $2"))
-        .bind(Value::Uuid(company_id))
+    let scope = scope_sql(t, table);
+    let q = Q::new(format!("SELECT COUNT(*) FROM {table} WHERE company_id = $1 AND deleted_at IS NULL AND created_at >= $2{scope}"))
+        .bind(Value::Uuid(t.company_id))
         .bind(Value::Timestamp(since));
     Ok(st.db.fetch_one(&q, &[SqlType::Int]).await?.and_then(|r| r.int(0)).unwrap_or(0))
 }
 
 /// Deals won (stage closed_won) with a close date in [from, to): count and value per currency.
-async fn won_between(st: &AppState, company_id: Uuid, from: NaiveDate, to: NaiveDate) -> WebResult<Vec<(String, i64, i64)>> {
-    let q = Q::new(
+async fn won_between(st: &AppState, t: &corvid_store::Tenant, from: NaiveDate, to: NaiveDate) -> WebResult<Vec<(String, i64, i64)>> {
+    if t.access.check_readable("deals", &["value", "stage", "actual_close_date"], "statistics").is_err() {
+        return Ok(Vec::new());
+    }
+    let scope = scope_sql(t, "deals");
+    let q = Q::new(format!(
         "SELECT currency, COUNT(*), CAST(COALESCE(SUM(value), 0) AS BIGINT) FROM deals \
-         WHERE company_id = $1 AND deleted_at IS NULL AND stage = $2 AND actual_close_date >= $3 AND actual_close_date < $4 \
+         WHERE company_id = $1 AND deleted_at IS NULL AND stage = $2 AND actual_close_date >= $3 AND actual_close_date < $4{scope} \
          GROUP BY currency ORDER BY currency",
-    )
-    .bind(Value::Uuid(company_id))
+    ))
+    .bind(Value::Uuid(t.company_id))
     .bind(Value::Text("closed_won".into()))
     .bind(Value::Date(from))
     .bind(Value::Date(to));
@@ -384,7 +403,7 @@ async fn my_tasks(st: &AppState, page: &Page, conds: Vec<Condition>, tz: chrono_
         limit: Some(50),
         ..Default::default()
     };
-    let (recs, _, _) = page.tenant.records(&st.db, tasks).list(&lq).await?;
+    let (recs, _, _) = or_empty(page.tenant.records(&st.db, tasks).list(&lq).await)?;
     let base = page.ctx.base();
     Ok(recs
         .iter()
@@ -408,7 +427,7 @@ async fn my_tasks(st: &AppState, page: &Page, conds: Vec<Condition>, tz: chrono_
 async fn recent_activities(st: &AppState, page: &Page) -> WebResult<Vec<ActivityRow>> {
     let acts = def("activities")?;
     let lq = ListQuery { sort: vec![SortKey { field: "activity_date".into(), desc: true }], limit: Some(10), ..Default::default() };
-    let (recs, _, _) = page.tenant.records(&st.db, acts).list(&lq).await?;
+    let (recs, _, _) = or_empty(page.tenant.records(&st.db, acts).list(&lq).await)?;
     let refs: Vec<&Record> = recs.iter().collect();
     let lk = Lookups::load(&st.db, page.tenant.company_id, acts, &refs).await?;
     let base = page.ctx.base();
@@ -517,17 +536,18 @@ pub async fn dashboard(State(st): State<AppState>, page: Page) -> WebResult<Resp
     let cid = page.tenant.company_id;
     let base = page.ctx.base();
     let (tz, default_currency) = company_tz(&st, cid).await?;
-    let by_status = stats::count_by(&st.db, cid, "leads", "status").await?;
-    let by_source = stats::count_by(&st.db, cid, "leads", "source").await?;
-    let by_stage = stats::deals_by_stage(&st.db, cid).await?;
+    let t = &page.tenant;
+    let by_status = or_empty(stats::count_by(&st.db, t, "leads", "status").await)?;
+    let by_source = or_empty(stats::count_by(&st.db, t, "leads", "source").await)?;
+    let by_stage = or_empty(stats::deals_by_stage(&st.db, t).await)?;
     let kpis = compute_kpis(&by_status, &by_stage);
 
     let now = now_micros();
     let week_ago = now - Duration::days(7);
-    let new_leads_week = count_created_since(&st, cid, "leads", week_ago).await?;
+    let new_leads_week = count_created_since(&st, t, "leads", week_ago).await?;
     let today = now.with_timezone(&tz).date_naive();
     let (month_start, next_month) = month_bounds(today);
-    let won = won_between(&st, cid, month_start, next_month).await?;
+    let won = won_between(&st, t, month_start, next_month).await?;
 
     let open_stages: Vec<String> =
         corvid_core::meta::DEAL_STAGE.iter().filter(|s| stage_status(s.0) == "open").map(|s| s.0.to_string()).collect();
@@ -902,6 +922,8 @@ struct MembersPage {
     section: &'static str,
     rows: Vec<MemberRow>,
     roles: Vec<Choice>,
+    /// Built-in and custom roles, for changing a member's role.
+    role_picker: Vec<Choice>,
     form: MemberForm,
     notice: String,
     error: String,
@@ -911,6 +933,9 @@ async fn members_page(st: &AppState, page: &Page, ctx: Ctx, form: MemberForm, no
     let cid = page.tenant.company_id;
     let (tz, _) = company_tz(st, cid).await?;
     let teams: HashMap<Uuid, String> = companies::teams(&st.db, cid).await?.into_iter().map(|t| (t.id, t.name)).collect();
+    let effective: HashMap<Uuid, (String, String)> =
+        corvid_store::roles::members(&st.db, cid).await?.into_iter().map(|m| (m.user_id, (m.role_key, m.role_label))).collect();
+    let role_picker = corvid_store::roles::list(&st.db, cid).await?.into_iter().map(|r| Choice { value: r.key, label: r.label }).collect();
     let rows = companies::members(&st.db, cid)
         .await?
         .into_iter()
@@ -919,8 +944,8 @@ async fn members_page(st: &AppState, page: &Page, ctx: Ctx, form: MemberForm, no
             name: m.name,
             email_parts: soft_breaks(&m.email),
             email: m.email,
-            role: m.role.as_str().into(),
-            role_label: m.role.label().into(),
+            role: effective.get(&m.user_id).map_or_else(|| m.role.as_str().into(), |e| e.0.clone()),
+            role_label: effective.get(&m.user_id).map_or_else(|| m.role.label().into(), |e| e.1.clone()),
             role_badge: role_badge(m.role).into(),
             active: m.is_active,
             team: m.team_id.and_then(|t| teams.get(&t).cloned()).unwrap_or_default(),
@@ -928,7 +953,7 @@ async fn members_page(st: &AppState, page: &Page, ctx: Ctx, form: MemberForm, no
             is_me: m.user_id == page.tenant.user_id,
         })
         .collect();
-    Ok(MembersPage { ctx, section: "members", rows, roles: role_choices(), form, notice, error })
+    Ok(MembersPage { ctx, section: "members", rows, roles: role_choices(), role_picker, form, notice, error })
 }
 
 pub async fn members(State(st): State<AppState>, page: Page, RawQuery(raw): RawQuery) -> WebResult<Response> {
@@ -1002,20 +1027,24 @@ pub async fn update_member(
     let ctx = admin_only(&page)?;
     let user_id = Uuid::parse_str(p.str("user_id")).map_err(|_| WebError::not_found())?;
     let base = page.ctx.base();
-    let role = match first(&f, "role").map(str::trim).filter(|r| !r.is_empty()) {
-        Some(r) => match Role::parse(r) {
-            Some(role) => Some(role),
-            None => return Err(WebError::new(StatusCode::UNPROCESSABLE_ENTITY, "Choose one of the roles.")),
-        },
-        None => None,
-    };
+    // A built-in or custom role's key; the roles service checks it and clears a custom role
+    // when a built-in one is chosen.
+    let role = first(&f, "role").map(str::trim).filter(|r| !r.is_empty()).map(str::to_string);
     let active = match first(&f, "is_active").map(str::trim) {
         Some("true") => Some(true),
         Some("false") => Some(false),
         Some(_) => return Err(WebError::new(StatusCode::UNPROCESSABLE_ENTITY, "Active must be true or false.")),
         None => None,
     };
-    match companies::update_member(&st.db, &page.tenant.audit, user_id, role, active).await {
+    let changed = match &role {
+        Some(key) => match corvid_store::roles::assign(&st.db, &page.tenant.audit, user_id, key).await {
+            Ok(_) => companies::update_member(&st.db, &page.tenant.audit, user_id, None, active).await,
+            Err(StoreError::Invalid(_)) => return Err(WebError::new(StatusCode::UNPROCESSABLE_ENTITY, "Choose one of the roles.")),
+            Err(e) => Err(e),
+        },
+        None => companies::update_member(&st.db, &page.tenant.audit, user_id, None, active).await,
+    };
+    match changed {
         Ok(m) => {
             // Someone who just removed their own Admin role can no longer see this page.
             if m.user_id == page.tenant.user_id && (m.role != Role::Admin || !m.is_active) {
@@ -1024,7 +1053,12 @@ pub async fn update_member(
             let what = match (role, active) {
                 (_, Some(false)) => format!("{} was deactivated.", m.name),
                 (_, Some(true)) => format!("{} was reactivated.", m.name),
-                _ => format!("{} is now {}.", m.name, m.role.label()),
+                _ => {
+                    let label = corvid_store::roles::member(&st.db, page.tenant.company_id, user_id)
+                        .await?
+                        .map_or_else(|| m.role.label().to_string(), |x| x.role_label);
+                    format!("{} is now {label}.", m.name)
+                }
             };
             Ok(redirect(&headers, &format!("{base}/settings/members?notice={}", urlencode(&what))))
         }
@@ -1242,6 +1276,7 @@ const AUDIT_OBJECTS: &[(&str, &str)] = &[
     ("activities", "Activities"),
     ("membership", "Memberships"),
     ("team", "Teams"),
+    ("role", "Roles"),
     ("custom_field", "Custom fields"),
     ("company", "Company"),
 ];
@@ -1357,6 +1392,7 @@ pub async fn audit(State(st): State<AppState>, page: Page, RawQuery(raw): RawQue
     let mut rows = if problems.is_empty() { audit::list(&st.db, cid, &f).await? } else { Vec::new() };
     let more = rows.len() > AUDIT_PAGE;
     rows.truncate(AUDIT_PAGE);
+    let rows = page.tenant.access.visible_audit(rows);
 
     let members = companies::members(&st.db, cid).await?;
     let names: HashMap<Uuid, String> = members.iter().map(|m| (m.user_id, m.name.clone())).collect();

@@ -214,7 +214,9 @@ async fn profile_ctx(st: &AppState, signed: &Signed) -> WebResult<Ctx> {
         csrf: signed.session.csrf_token.clone(),
         company_id: first.as_ref().map(|c| c.id).unwrap_or_default(),
         company_name: first.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
-        role: first.map_or(corvid_core::role::Role::ReadOnly, |c| c.role),
+        role: first.as_ref().map_or(corvid_core::role::Role::ReadOnly, |c| c.role),
+        // The profile page shows no records; its navigation follows the role's defaults.
+        access: corvid_store::access::Access::defaults(signed.user.id, first.map_or(corvid_core::role::Role::ReadOnly, |c| c.role)),
         companies,
         nav: "profile".into(),
     })

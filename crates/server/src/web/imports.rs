@@ -62,8 +62,8 @@ fn clip(s: &str, n: usize) -> String {
 
 /// The layout context for an import page; 403 for roles that cannot import.
 fn importer(page: &Page, nav: &str) -> WebResult<Ctx> {
-    if !api::can_import(page.ctx.role) {
-        return Err(WebError::new(StatusCode::FORBIDDEN, "Only Admins and Managers can import records."));
+    if !api::can_import(&page.tenant.access) {
+        return Err(WebError::new(StatusCode::FORBIDDEN, "Your role cannot import records."));
     }
     let mut ctx = page.ctx.clone();
     ctx.nav = nav.into();

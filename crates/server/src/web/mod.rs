@@ -14,6 +14,7 @@ pub mod leads;
 pub mod logs;
 pub mod privacy;
 pub mod records;
+pub mod roles;
 pub mod rules;
 
 use crate::error::ApiError;
@@ -66,6 +67,15 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{a}/pipeline/move"), post(admin::pipeline_move))
         .route(&format!("{a}/settings/members"), get(admin::members).post(admin::add_member))
         .route(&format!("{a}/settings/members/{{user_id}}"), post(admin::update_member))
+        .route(&format!("{a}/settings/members/{{user_id}}/transfer"), get(roles::transfer_form).post(roles::transfer))
+        .route(&format!("{a}/settings/roles"), get(roles::list).post(roles::create))
+        .route(&format!("{a}/settings/roles/{{key}}"), get(roles::editor).post(roles::save))
+        .route(&format!("{a}/settings/roles/{{key}}/reset"), post(roles::reset))
+        .route(&format!("{a}/settings/roles/{{key}}/delete"), post(roles::delete))
+        .route(&format!("{a}/settings/teams"), get(roles::teams).post(roles::create_team))
+        .route(&format!("{a}/settings/teams/{{team_id}}"), post(roles::update_team))
+        .route(&format!("{a}/settings/teams/{{team_id}}/delete"), post(roles::delete_team))
+        .route(&format!("{a}/settings/teams/members/{{user_id}}"), post(roles::set_reporting))
         .route(&format!("{a}/settings/fields"), get(admin::fields).post(admin::create_field))
         .route(&format!("{a}/settings/fields/{{object}}/{{name}}/delete"), post(admin::delete_field))
         .route(&format!("{a}/settings/audit"), get(admin::audit))
@@ -286,6 +296,7 @@ pub struct Ctx {
     pub company_id: Uuid,
     pub company_name: String,
     pub role: Role,
+    pub access: corvid_store::access::Access,
     pub companies: Vec<MembershipSummary>,
     pub nav: String,
 }
@@ -297,9 +308,20 @@ impl Ctx {
     pub fn can_write(&self) -> bool {
         self.role.can_write()
     }
-    /// Admins and Managers import files.
+    /// Whether the role may create records of `object` (the "New" buttons).
+    pub fn can_create(&self, object: &str) -> bool {
+        self.access.scope(object, corvid_core::access::Action::Create) != corvid_core::access::Scope::None
+    }
+    /// Whether the role may read `object` at all (its navigation link).
+    pub fn can_read(&self, object: &str) -> bool {
+        self.access.scope(object, corvid_core::access::Action::Read) != corvid_core::access::Scope::None
+    }
+    pub fn can_export(&self, object: &str) -> bool {
+        self.access.scope(object, corvid_core::access::Action::Export) != corvid_core::access::Scope::None
+    }
+    /// Roles with an import scope (by default Admins and Managers) import files.
     pub fn can_import(&self) -> bool {
-        crate::api::imports::can_import(self.role)
+        crate::api::imports::can_import(&self.access)
     }
     pub fn base(&self) -> String {
         format!("/app/{}", self.company_id)
@@ -344,7 +366,7 @@ impl FromRequestParts<AppState> for Page {
         let params = Params::from_request_parts(parts, state).await.map_err(|e| PageRejection::Error(e.into()))?;
         let company_id = Uuid::parse_str(params.str("company_id")).map_err(|_| PageRejection::Error(WebError::not_found()))?;
         let err = |e: StoreError| PageRejection::Error(e.into());
-        let Some((role, calling_code)) = companies::active_role(&state.db, company_id, signed.user.id).await.map_err(err)? else {
+        let Some(member) = corvid_store::access::load(&state.db, company_id, signed.user.id).await.map_err(err)? else {
             return Err(PageRejection::Error(WebError::not_found()));
         };
         crate::syslog::note_company(company_id);
@@ -359,15 +381,17 @@ impl FromRequestParts<AppState> for Page {
             csrf: signed.session.csrf_token.clone(),
             company_id,
             company_name,
-            role,
+            role: member.role,
+            access: member.access.clone(),
             companies,
             nav,
         };
         let tenant = Tenant {
             company_id,
             user_id: signed.user.id,
-            role,
-            calling_code,
+            role: member.role,
+            calling_code: member.calling_code,
+            access: member.access,
             audit: AuditCtx {
                 company_id,
                 actor_id: Some(signed.user.id),

@@ -209,7 +209,7 @@ pub async fn list(
     let (lq, filters) = ui_query(&qp);
     let records = page.tenant.records(&st.db, object);
     let custom = records.custom_fields().await?;
-    let all: Vec<&Field> = object.fields.iter().chain(custom.iter()).collect();
+    let all: Vec<&Field> = visible_fields(&page, object, &custom);
     let mut chosen: Vec<String> = match first(&qp, "cols") {
         Some(c) if !c.is_empty() => c.split(',').filter(|n| all.iter().any(|f| f.name == *n)).map(str::to_string).collect(),
         _ => default_columns(object),
@@ -219,7 +219,7 @@ pub async fn list(
     }
     let (recs, next, error) = match records.list(&lq).await {
         Ok((recs, next, _)) => (recs, next, String::new()),
-        Err(StoreError::Invalid(errs)) => (Vec::new(), None, super::field_errors(&errs)),
+        Err(StoreError::Invalid(errs) | StoreError::FieldForbidden(errs)) => (Vec::new(), None, super::field_errors(&errs)),
         Err(e) => return Err(e.into()),
     };
     let base = page.ctx.base();
@@ -353,6 +353,16 @@ fn input_kind(f: &Field) -> &'static str {
     }
 }
 
+/// The fields this member may see, in metadata order (standard, then custom).
+fn visible_fields<'a>(page: &Page, object: &'a ObjectDef, custom: &'a [Field]) -> Vec<&'a Field> {
+    object.fields.iter().chain(custom.iter()).filter(|f| !page.tenant.access.is_hidden(&object.name, &f.name)).collect()
+}
+
+/// Whether this member may change the field (not computed, not read-only or hidden for the role).
+fn editable(page: &Page, object: &ObjectDef, f: &Field) -> bool {
+    !f.read_only && page.tenant.access.field(&object.name, &f.name) == corvid_core::access::FieldAccess::Editable
+}
+
 /// Builds the form inputs for an object. `values` are the user's submitted values (kept on
 /// errors); otherwise the record's (or defaults for a new record).
 #[allow(clippy::too_many_arguments)] // one call shape shared by new, edit, inline edit and conflicts
@@ -369,7 +379,7 @@ async fn build_inputs(
     let mut sections: Vec<Section> = Vec::new();
     let members = members_choices(st, page.tenant.company_id).await?;
     for f in object.fields.iter().chain(custom.iter()) {
-        if f.read_only {
+        if !editable(page, object, f) {
             continue;
         }
         let value = match values {
@@ -423,10 +433,10 @@ async fn build_inputs(
 }
 
 /// Turns submitted form pairs into the JSON object the store validates.
-fn form_json(object: &ObjectDef, custom: &[Field], form: &Pairs, tz: chrono_tz::Tz, only: Option<&str>) -> Map<String, Json> {
+fn form_json(page: &Page, object: &ObjectDef, custom: &[Field], form: &Pairs, tz: chrono_tz::Tz, only: Option<&str>) -> Map<String, Json> {
     let mut out = Map::new();
     for f in object.fields.iter().chain(custom.iter()) {
-        if f.read_only || only.is_some_and(|o| o != f.name) {
+        if !editable(page, object, f) || only.is_some_and(|o| o != f.name) {
             continue;
         }
         let values: Vec<&str> = form.iter().filter(|(k, _)| *k == f.name).map(|(_, v)| v.as_str()).collect();
@@ -451,6 +461,32 @@ struct FormPage {
     sections: Vec<Section>,
     error: String,
     conflict: bool,
+    /// Existing records the duplicate policy says this one would duplicate (nothing saved).
+    duplicates: Vec<DuplicateLink>,
+}
+
+/// A likely duplicate shown on a form the company's "block" policy refused.
+pub struct DuplicateLink {
+    pub href: String,
+    pub label: String,
+    pub score: u8,
+    pub reasons: String,
+}
+
+const DUPLICATE_MESSAGE: &str =
+    "Not saved: this looks like a record that already exists (the company's duplicate policy blocks likely duplicates). \
+     Open the existing record below, or change the details that match.";
+
+fn duplicate_links(base: &str, found: &[corvid_store::dedupe::Candidate]) -> Vec<DuplicateLink> {
+    found
+        .iter()
+        .map(|c| DuplicateLink {
+            href: format!("{base}/{}/{}", c.object, c.id),
+            label: if c.title.is_empty() { c.number.clone() } else { format!("{} {}", c.number, c.title) },
+            score: c.score,
+            reasons: c.reasons.join("; "),
+        })
+        .collect()
 }
 
 async fn tz_of(st: &AppState, company_id: Uuid) -> WebResult<chrono_tz::Tz> {
@@ -485,6 +521,7 @@ pub async fn new_form(State(st): State<AppState>, page: Page, p: crate::extract:
         sections,
         error: String::new(),
         conflict: false,
+        duplicates: Vec::new(),
     })
 }
 
@@ -499,29 +536,34 @@ pub async fn create(
     let records = page.tenant.records(&st.db, object);
     let custom = records.custom_fields().await?;
     let tz = tz_of(&st, page.tenant.company_id).await?;
-    let input = form_json(object, &custom, &form, tz, None);
-    match records.create(&input, None).await {
-        Ok((rec, _)) => Ok(redirect(&headers, &format!("{}/{}/{}", page.ctx.base(), object.name, rec.id))),
+    let input = form_json(&page, object, &custom, &form, tz, None);
+    let (status, errors, error, duplicates) = match records.create(&input, None).await {
+        Ok((rec, _)) => return Ok(redirect(&headers, &format!("{}/{}/{}", page.ctx.base(), object.name, rec.id))),
         Err(StoreError::Invalid(errors)) => {
-            let sections = build_inputs(&st, &page, object, &custom, None, Some(&form), &errors, tz).await?;
-            let base = page.ctx.base();
-            render_status(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &FormPage {
-                    ctx: page.ctx.clone(),
-                    object,
-                    title: format!("New {}", object.label.to_lowercase()),
-                    action: format!("{base}/{}", object.name),
-                    cancel: format!("{base}/{}", object.name),
-                    version: 0,
-                    sections,
-                    error: "Please correct the highlighted fields.".into(),
-                    conflict: false,
-                },
-            )
+            (StatusCode::UNPROCESSABLE_ENTITY, errors, "Please correct the highlighted fields.".to_string(), Vec::new())
         }
-        Err(e) => Err(e.into()),
-    }
+        Err(StoreError::Duplicate(found)) => {
+            (StatusCode::CONFLICT, Vec::new(), DUPLICATE_MESSAGE.to_string(), duplicate_links(&page.ctx.base(), &found))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let sections = build_inputs(&st, &page, object, &custom, None, Some(&form), &errors, tz).await?;
+    let base = page.ctx.base();
+    render_status(
+        status,
+        &FormPage {
+            ctx: page.ctx.clone(),
+            object,
+            title: format!("New {}", object.label.to_lowercase()),
+            action: format!("{base}/{}", object.name),
+            cancel: format!("{base}/{}", object.name),
+            version: 0,
+            sections,
+            error,
+            conflict: false,
+            duplicates,
+        },
+    )
 }
 
 pub async fn edit_form(State(st): State<AppState>, page: Page, p: crate::extract::Params) -> WebResult<Response> {
@@ -543,6 +585,7 @@ pub async fn edit_form(State(st): State<AppState>, page: Page, p: crate::extract
         sections,
         error: String::new(),
         conflict: false,
+        duplicates: Vec::new(),
     })
 }
 
@@ -559,11 +602,16 @@ pub async fn update(
     let custom = records.custom_fields().await?;
     let tz = tz_of(&st, page.tenant.company_id).await?;
     let version: i64 = first(&form, "version").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let input = form_json(object, &custom, &form, tz, None);
+    let input = form_json(&page, object, &custom, &form, tz, None);
     let href = format!("{}/{}/{}", page.ctx.base(), object.name, id);
+    let mut duplicates = Vec::new();
     let (errors, conflict, error) = match records.update(id, &input, version).await {
         Ok(_) => return Ok(redirect(&headers, &href)),
         Err(StoreError::Invalid(errors)) => (errors, false, "Please correct the highlighted fields.".to_string()),
+        Err(StoreError::Duplicate(found)) => {
+            duplicates = duplicate_links(&page.ctx.base(), &found);
+            (Vec::new(), false, DUPLICATE_MESSAGE.to_string())
+        }
         Err(StoreError::Stale { .. }) => (
             Vec::new(),
             true,
@@ -587,7 +635,7 @@ pub async fn update(
         }
     }
     render_status(
-        if conflict { StatusCode::CONFLICT } else { StatusCode::UNPROCESSABLE_ENTITY },
+        if conflict || !duplicates.is_empty() { StatusCode::CONFLICT } else { StatusCode::UNPROCESSABLE_ENTITY },
         &FormPage {
             ctx: page.ctx.clone(),
             object,
@@ -600,6 +648,7 @@ pub async fn update(
             sections,
             error,
             conflict,
+            duplicates,
         },
     )
 }
@@ -699,12 +748,12 @@ pub async fn show(State(st): State<AppState>, page: Page, p: crate::extract::Par
     let base = page.ctx.base();
     let lk = Lookups::load(&st.db, page.tenant.company_id, object, &[&rec]).await?;
     let mut sections: Vec<ShownSection> = Vec::new();
-    for f in object.fields.iter().chain(custom.iter()) {
+    for f in visible_fields(&page, object, &custom) {
         let sf = ShownField {
             name: f.name.clone(),
             label: f.label.clone(),
             shown: display(&base, f, &rec, &lk),
-            editable: !f.read_only && page.ctx.can_write(),
+            editable: editable(&page, object, f) && page.ctx.can_write(),
         };
         match sections.iter_mut().find(|s| s.name == f.section) {
             Some(s) => s.fields.push(sf),
@@ -767,7 +816,7 @@ pub async fn show(State(st): State<AppState>, page: Page, p: crate::extract::Par
         })
         .collect();
     let f = AuditFilter { object: Some(object.name.clone()), record_id: Some(id), limit: 200, ..Default::default() };
-    let history = history_rows(&audit::list(&st.db, page.tenant.company_id, &f).await?, &lk);
+    let history = history_rows(&page.tenant.access.visible_audit(audit::list(&st.db, page.tenant.company_id, &f).await?), &lk);
     let qp = pairs(raw.as_deref());
     render(&RecordPage {
         ctx: page.ctx.clone(),
@@ -805,6 +854,7 @@ async fn field_parts(st: &AppState, page: &Page, p: &crate::extract::Params) -> 
     let field = object
         .field(p.str("field"))
         .or_else(|| custom.iter().find(|f| f.name == p.str("field")))
+        .filter(|f| !page.tenant.access.is_hidden(&object.name, &f.name))
         .cloned()
         .ok_or_else(WebError::not_found)?;
     Ok((object, rec, field, custom))
@@ -837,7 +887,7 @@ pub async fn field_save(State(st): State<AppState>, page: Page, p: crate::extrac
     let base = page.ctx.base();
     let tz = tz_of(&st, page.tenant.company_id).await?;
     let version: i64 = first(&form, "version").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let mut input = form_json(object, &custom, &form, tz, Some(&field.name));
+    let mut input = form_json(&page, object, &custom, &form, tz, Some(&field.name));
     if !input.contains_key(&field.name) {
         input.insert(field.name.clone(), Json::Null);
     }
@@ -998,16 +1048,17 @@ async fn create_from_record(
     page.tenant.records(&st.db, object).get(id).await?;
     let def = corvid_core::object(target).ok_or_else(WebError::not_found)?;
     let tz = tz_of(st, page.tenant.company_id).await?;
-    let mut input = form_json(def, &[], form, tz, None);
+    let mut input = form_json(page, def, &[], form, tz, None);
     input.retain(|k, _| allowed.contains(&k.as_str()));
     for (k, v) in link(object, id) {
         input.insert(k, Json::String(v));
     }
     let msg = match page.tenant.records(&st.db, def).create(&input, None).await {
         Ok(_) => done.to_string(),
-        Err(StoreError::Invalid(errs)) => {
+        Err(StoreError::Invalid(errs) | StoreError::FieldForbidden(errs)) => {
             format!("{not_done}: {}", super::field_errors(&errs))
         }
+        Err(StoreError::Forbidden(m)) => format!("{not_done}: {m}"),
         Err(e) => return Err(e.into()),
     };
     Ok(redirect(headers, &format!("{}/{}/{id}?notice={}", page.ctx.base(), object.name, urlencode(&msg))))
