@@ -391,6 +391,7 @@ async fn unqualified_leads_need_an_audited_override_by_admin_or_manager() {
         let rep = app.member(&admin, &format!("ovr-rep-{}@example.com", app.backend), "sales_rep").await;
         let manager = app.member(&admin, &format!("ovr-mgr-{}@example.com", app.backend), "manager").await;
         let viewer = app.member(&admin, &format!("ovr-ro-{}@example.com", app.backend), "read_only").await;
+        app.reports_to(&rep, &manager).await;
         let id = new_lead(&app, &rep, json!({"last_name": "Early", "company_name": "Early Stage Ltd", "status": "contacted"})).await;
         let path = admin.path(&format!("leads/{id}/convert"));
         let snap = app.snapshot().await;
@@ -900,5 +901,245 @@ async fn panel_and_wizard_pages_work_without_a_browser() {
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
         let r = app.web_get(&rb, &format!("/app/{}/leads/{fresh}/qualification", s.company_id), &[("hx-request", "true")]).await;
         assert!(r.status == StatusCode::OK && !r.text.contains("name=\"decision\""), "no form for Read Only: {r:?}");
+    }
+}
+
+fn multipart(fields: &[(&str, &str)], file_name: &str, file: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "corvidconvertboundary7MA4YWxk";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes());
+    }
+    body.extend(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: text/csv\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend(file);
+    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Imports a CSV of leads with the "update" duplicate policy and waits for the result.
+async fn import_update(app: &TestApp, s: &Session, csv: &str) -> Json {
+    let (ct, body) = multipart(&[("object", "leads"), ("options", r#"{"duplicate_policy": "update"}"#)], "u.csv", csv.as_bytes());
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri(s.path("data/import"))
+        .header("authorization", format!("Bearer {}", s.token))
+        .header("content-type", ct)
+        .body(axum::body::Body::from(body))
+        .expect("request");
+    let r = app.raw(req).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    let id = r.body["id"].as_str().expect("import id").to_string();
+    for _ in 0..400 {
+        let r = app.get(s, &s.path(&format!("data/import/{id}"))).await;
+        if matches!(r.body["state"].as_str(), Some("succeeded" | "failed")) {
+            return r.body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("import {id} did not finish");
+}
+
+fn names_convert(r: &Resp, field: &str) -> bool {
+    r.body["errors"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|e| e["field"] == field && e["reason"].as_str().is_some_and(|m| m.contains("convert"))))
+}
+
+#[tokio::test]
+async fn only_the_conversion_marks_a_lead_converted() {
+    for app in TestApp::all().await {
+        let runtime = rt::Runtime::start(app.db.clone(), Registry::builtin(), 1);
+        let s = app.register(&format!("guard-{}@example.com", app.backend), "Guard Co").await;
+        let lead = new_lead(&app, &s, json!({"last_name": "Guarded", "email": "guarded@guard.example", "status": "qualified"})).await;
+        let path = s.path(&format!("leads/{lead}"));
+        let w = app.web_sign_in(&s.email).await;
+        let before = app.snapshot().await;
+
+        // Every generic write path refuses converted, naming the field and the way to do it.
+        let r = app.patch(&s, &path, json!({"status": "converted", "version": 1})).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
+        assert!(is_problem(&r) && names_convert(&r, "status"), "{r:?}");
+        let r = app.patch(&s, &path, json!({"stage": "converted", "version": 1})).await;
+        assert!(r.status == StatusCode::UNPROCESSABLE_ENTITY && names_convert(&r, "stage"), "{r:?}");
+        let r = app.post(&s, &s.path("leads"), json!({"last_name": "Born converted", "status": "converted"})).await;
+        assert!(r.status == StatusCode::UNPROCESSABLE_ENTITY && names_convert(&r, "status"), "{r:?}");
+        let r = app.post(&s, &s.path("leads/bulk"), json!({"action": "update", "ids": [lead], "changes": {"status": "converted"}})).await;
+        assert!(r.status == StatusCode::UNPROCESSABLE_ENTITY && names_convert(&r, "ids[0].status"), "{r:?}");
+        let r = app
+            .post(
+                &s,
+                &s.path("leads/bulk"),
+                json!({"action": "create", "records": [{"last_name": "Ok"}, {"last_name": "No", "status": "converted"}]}),
+            )
+            .await;
+        assert!(r.status == StatusCode::UNPROCESSABLE_ENTITY && names_convert(&r, "records[1].status"), "{r:?}");
+        // The inline edit and the edit form of the web app.
+        let href = format!("/app/{}/leads/{lead}", s.company_id);
+        let r = app.web_post(&w, &format!("{href}/field/status"), &[("status", "converted"), ("version", "1")], true).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
+        assert!(r.text.contains("Convert"), "{}", r.text);
+        let r = app.web_post(&w, &href, &[("last_name", "Guarded"), ("status", "converted"), ("version", "1")], true).await;
+        assert!(r.status == StatusCode::UNPROCESSABLE_ENTITY && r.text.contains("Convert"), "{r:?}");
+        assert_eq!(app.snapshot().await, before, "nothing changed");
+        // An import that updates the lead fails that row, with the reason.
+        let done = import_update(&app, &s, "email,status\nguarded@guard.example,converted\n").await;
+        assert_eq!((done["updated"].as_i64(), done["failed"].as_i64()), (Some(0), Some(1)), "{done}");
+        assert_eq!(done["errors"][0]["field"], "status", "{done}");
+        let now = app.get(&s, &path).await.body;
+        assert_eq!((now["status"].as_str(), now["version"].as_i64()), (Some("qualified"), Some(1)));
+
+        // The conversion does it, and then the lead stays converted.
+        let r = app.post(&s, &s.path(&format!("leads/{lead}/convert")), json!({"account": {"new": {"name": "Guard Buyer Ltd"}}})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+        let conv = app.get(&s, &path).await.body;
+        assert_eq!((conv["status"].as_str(), conv["stage"].as_str()), (Some("converted"), Some("converted")));
+        let version = conv["version"].as_i64().expect("version");
+        let before = app.snapshot().await;
+        let r = app.patch(&s, &path, json!({"status": "nurturing", "version": version})).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
+        assert!(errors_name(&r, "status"), "{r:?}");
+        let r = app.post(&s, &s.path("leads/bulk"), json!({"action": "update", "ids": [lead], "changes": {"stage": "awareness"}})).await;
+        assert!(r.status == StatusCode::UNPROCESSABLE_ENTITY && errors_name(&r, "ids[0].stage"), "{r:?}");
+        assert_eq!(app.snapshot().await, before, "nothing changed");
+        let done = import_update(&app, &s, "email,status\nguarded@guard.example,new\n").await;
+        assert_eq!(done["failed"], 1, "{done}");
+        let now = app.get(&s, &path).await.body;
+        assert_eq!((now["status"].as_str(), now["version"].as_i64()), (Some("converted"), Some(version)));
+        // Other fields of a converted lead can still be edited.
+        let r = app.patch(&s, &path, json!({"job_title": "Buyer", "status": "converted", "version": version})).await;
+        assert_eq!((r.status, r.body["status"].as_str()), (StatusCode::OK, Some("converted")), "{r:?}");
+
+        // Older data: marked converted without a recorded conversion, it may be set back
+        // and then converted properly.
+        let legacy = new_lead(&app, &s, json!({"last_name": "Legacy", "company_name": "Legacy Ltd", "status": "qualified"})).await;
+        app.db
+            .execute(
+                &Q::new("UPDATE leads SET status = 'converted' WHERE id = $1").bind(Value::Uuid(Uuid::parse_str(&legacy).expect("id"))),
+            )
+            .await
+            .expect("legacy");
+        let r = app.post(&s, &s.path(&format!("leads/{legacy}/convert")), json!({})).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+        let r = app.patch(&s, &s.path(&format!("leads/{legacy}")), json!({"status": "qualified", "version": 1})).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        let r = app.post(&s, &s.path(&format!("leads/{legacy}/convert")), json!({})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+        assert_eq!(app.get(&s, &s.path("audit/verify")).await.body["ok"], true);
+        runtime.shutdown().await;
+    }
+}
+
+async fn consent_of(app: &TestApp, s: &Session, object: &str, id: &str) -> Json {
+    let r = app.get(s, &s.path(&format!("{object}/{id}/consent"))).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    r.body
+}
+
+#[tokio::test]
+async fn conversion_carries_consent_and_do_not_disturb_to_the_contact() {
+    for app in TestApp::all().await {
+        let s = app.register(&format!("consent-{}@example.com", app.backend), "Consent Carry Co").await;
+        let convert = |lead: String, body: Json| {
+            let (app, s) = (&app, &s);
+            async move {
+                let r = app.post(s, &s.path(&format!("leads/{lead}/convert")), body).await;
+                assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+                r.body
+            }
+        };
+
+        // A new contact takes the lead's consent (its time, source, text version, opt-in
+        // date) and do-not-disturb, and its consent log says where it came from.
+        let mut body = priya();
+        body["status"] = json!("qualified");
+        body["gdpr_consent"] = json!(true);
+        body["gdpr_consent_source"] = json!("Expo sign-up form");
+        body["gdpr_consent_version"] = json!("v3");
+        body["dnd_status"] = json!(true);
+        let lead = new_lead(&app, &s, body).await;
+        let lc = consent_of(&app, &s, "leads", &lead).await["consent"].clone();
+        assert_eq!((lc["given"].clone(), lc["dnd"].clone()), (json!(true), json!(true)), "{lc}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let out = convert(lead.clone(), json!({})).await;
+        let contact = out["contact"]["id"].as_str().expect("contact").to_string();
+        let cc = consent_of(&app, &s, "contacts", &contact).await;
+        assert_eq!(cc["consent"], lc, "the contact's consent is the lead's: {cc}");
+        let entries = cc["data"].as_array().expect("entries");
+        assert_eq!(entries.len(), 1, "{cc}");
+        assert_eq!((entries[0]["given"].clone(), entries[0]["channel"].clone()), (json!(true), json!("convert")));
+        assert_eq!(entries[0]["source"], "Expo sign-up form");
+        assert!(entries[0]["note"].as_str().is_some_and(|n| n.contains(out["lead"]["number"].as_str().expect("number"))), "{cc}");
+
+        // An existing contact without a decision takes the lead's consent; its own
+        // do-not-disturb stays although the lead has none.
+        let mut body = priya();
+        body["status"] = json!("qualified");
+        body["email"] = json!("ravi@acmerobotics.in");
+        body["gdpr_consent"] = json!(true);
+        let lead2 = new_lead(&app, &s, body).await;
+        let c1 = id_of(&app.post(&s, &s.path("contacts"), json!({"last_name": "Kumar", "dnd_status": true})).await);
+        let out = convert(lead2.clone(), json!({"contact": {"existing_id": c1}})).await;
+        assert_eq!(out["contact"]["id"].as_str(), Some(c1.as_str()));
+        let l2 = consent_of(&app, &s, "leads", &lead2).await["consent"].clone();
+        let cc = consent_of(&app, &s, "contacts", &c1).await;
+        assert_eq!((cc["consent"]["given"].clone(), cc["consent"]["at"].clone()), (json!(true), l2["at"].clone()), "{cc}");
+        assert_eq!(cc["consent"]["dnd"], true, "do-not-disturb wins: {cc}");
+        assert_eq!(cc["data"].as_array().map(Vec::len), Some(1), "{cc}");
+
+        // A contact whose own decision is newer keeps it; the lead's do-not-disturb is added.
+        let mut body = priya();
+        body["status"] = json!("qualified");
+        body["email"] = json!("meena@acmerobotics.in");
+        body["gdpr_consent"] = json!(true);
+        body["dnd_status"] = json!(true);
+        let lead3 = new_lead(&app, &s, body).await;
+        let c2 = id_of(&app.post(&s, &s.path("contacts"), json!({"last_name": "Iyer", "gdpr_consent": true})).await);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let r = app
+            .post(&s, &s.path(&format!("contacts/{c2}/consent")), json!({"consent": false, "channel": "email", "note": "Asked to stop"}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+        let log_before = consent_of(&app, &s, "contacts", &c2).await["data"].as_array().map(Vec::len);
+        convert(lead3, json!({"contact": {"existing_id": c2}})).await;
+        let cc = consent_of(&app, &s, "contacts", &c2).await;
+        assert_eq!((cc["consent"]["given"].clone(), cc["consent"]["dnd"].clone()), (json!(false), json!(true)), "{cc}");
+        assert_eq!(cc["data"].as_array().map(Vec::len), log_before, "no decision was taken from the lead: {cc}");
+        let h = app.get(&s, &s.path(&format!("contacts/{c2}/history"))).await;
+        assert!(h.body["data"].as_array().expect("rows").iter().any(|r| r["field"] == "dnd_status" && r["new_value"] == "true"), "{h:?}");
+        assert_eq!(app.get(&s, &s.path("audit/verify")).await.body["ok"], true);
+    }
+}
+
+/// The demo company on both databases (the store's own test seeds SQLite only). Slow (about a
+/// minute in a debug build): `cargo test -p corvid-server --test convert -- --ignored demo_data`.
+#[tokio::test]
+#[ignore]
+async fn demo_data_converts_its_converted_leads_through_the_conversion() {
+    for app in TestApp::all().await {
+        let started = std::time::Instant::now();
+        let summary = corvid_store::demo::seed(&app.db, 42).await.expect("demo seed");
+        eprintln!("[{}] demo seed took {:.1?}: {:?}", app.backend, started.elapsed(), summary.counts);
+        let converted = app.count("SELECT COUNT(*) FROM leads WHERE status = 'converted'").await;
+        assert!(converted > 50, "{converted} converted leads");
+        // Every converted lead has its conversion, contact and account, dated in the past.
+        assert_eq!(app.count("SELECT COUNT(*) FROM lead_conversions").await, converted);
+        let unlinked =
+            "SELECT COUNT(*) FROM leads WHERE status = 'converted' AND (converted_contact_id IS NULL OR converted_account_id IS NULL \
+                        OR converted_at IS NULL OR converted_at < created_at OR converted_at > updated_at)";
+        assert_eq!(app.count(unlinked).await, 0);
+        let contacts = app.count("SELECT COUNT(*) FROM contacts").await;
+        assert!((450..=550).contains(&contacts), "{contacts} contacts");
+        let bad_dates = "SELECT COUNT(*) FROM contacts WHERE updated_at < created_at";
+        assert_eq!(app.count(bad_dates).await, 0);
+        // The contacts carry the leads' do-not-disturb.
+        let dnd = "SELECT COUNT(*) FROM leads l JOIN contacts c ON c.id = l.converted_contact_id WHERE l.dnd_status <> c.dnd_status";
+        assert_eq!(app.count(dnd).await, 0);
+        let report = corvid_store::audit::verify(&app.db, summary.company_id).await.expect("verify");
+        assert!(report.ok, "{report:?}");
     }
 }

@@ -1,6 +1,7 @@
 //! Duplicate detection end to end, on both databases through the API: the policies (flag,
 //! block, allow) on create, update, bulk and import; candidate lists; dismissing a pair;
-//! merging (fields picked per record, related records moved, audit, the old id resolving);
+//! merging leads and contacts (fields picked per record, related records moved, audit, the old
+//! id resolving, a merged record never restored);
 //! the whole-base scan job and its cluster report; and the web pages over the same services.
 
 mod common;
@@ -439,14 +440,36 @@ async fn merge_picks_fields_moves_related_records_and_keeps_the_old_id() {
         assert_eq!(r.headers.get("location").and_then(|v| v.to_str().ok()), Some(s.path(&format!("leads/{}", id(&c))).as_str()));
         assert_eq!(got(format!("activities/{}", id(&act))).await["lead_id"], c["id"]);
 
-        // A converted lead can only survive.
-        let conv = app.post(&s, &s.path("leads"), json!({"last_name": "Converted", "status": "converted"})).await.body;
-        let plain = lead(&app, &s, json!({"last_name": "Plain"})).await;
-        if conv["status"] == "converted" {
-            let r = merge(json!({"survivor_id": id(&plain), "merged_ids": [id(&conv)]})).await;
-            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
-            assert!(errors_name(&r, "merged_ids[0]"));
-        }
+        // A merged lead cannot be restored (one by one or in bulk): nothing changes and the
+        // answer names the survivor.
+        let c_now = got(format!("leads/{}", id(&c))).await;
+        let before = app.snapshot().await;
+        let r = app.post(&s, &s.path(&format!("leads/{}/restore", id(&b))), json!({})).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+        assert!(is_problem(&r), "{r:?}");
+        let detail = r.body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(c_now["number"].as_str().expect("number")) && detail.contains(&id(&c)), "{detail}");
+        let r = app.post(&s, &s.path("leads/bulk"), json!({"action": "restore", "ids": [id(&d), id(&b)]})).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+        assert_eq!(app.snapshot().await, before, "a refused restore changes nothing");
+        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM leads WHERE id = '{}' AND deleted_at IS NULL", id(&b))).await, 0);
+        // A deleted (not merged) lead still comes back.
+        let r = app.post(&s, &s.path(&format!("leads/{}/restore", id(&d))), json!({})).await;
+        assert_eq!((r.status, r.body["deleted_at"].is_null()), (StatusCode::OK, true), "{r:?}");
+
+        // A converted lead can only survive, and keeps its status whatever is picked.
+        let conv = lead(&app, &s, json!({"last_name": "Converted", "company_name": "Converted Co", "status": "qualified"})).await;
+        let r = app.post(&s, &s.path(&format!("leads/{}/convert", id(&conv))), json!({})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+        let plain = lead(&app, &s, json!({"last_name": "Plain", "status": "nurturing"})).await;
+        let before = app.snapshot().await;
+        let r = merge(json!({"survivor_id": id(&plain), "merged_ids": [id(&conv)]})).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
+        assert!(errors_name(&r, "merged_ids[0]"));
+        let r = merge(json!({"survivor_id": id(&conv), "merged_ids": [id(&plain)], "fields": {"status": id(&plain)}})).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
+        assert!(errors_name(&r, "fields.status"), "{r:?}");
+        assert_eq!(app.snapshot().await, before, "a refused merge changes nothing");
     }
 }
 
@@ -716,5 +739,135 @@ async fn dedupe_benchmark() {
             corvid_store::dedupe::bench::run(&app.db, &ctx, n, 2000, &|m| eprintln!("[{}] {m}", app.backend)).await.expect("bench");
         println!("{}", serde_json::to_string_pretty(&report).expect("json"));
         assert_eq!(report.scan.as_ref().map(|s| s.state.as_str()), Some("succeeded"));
+    }
+}
+
+async fn created(app: &TestApp, s: &Session, object: &str, body: Value) -> Value {
+    let r = app.post(s, &s.path(object), body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{object}: {r:?}");
+    r.body
+}
+
+#[tokio::test]
+async fn contacts_merge_like_leads() {
+    for app in TestApp::all().await {
+        let s = app.register("owner@dedupe-contacts.test", "Contact Merge Co").await;
+        let other = app.register("owner@dedupe-contacts-other.test", "Other Contact Co").await;
+        let acc = created(&app, &s, "accounts", json!({"name": "Acme Contacts"})).await;
+        let acc2 = created(&app, &s, "accounts", json!({"name": "Elsewhere Ltd"})).await;
+        let a = created(
+            &app,
+            &s,
+            "contacts",
+            json!({"first_name": "Anita", "last_name": "Rao", "email": "anita@acme-contacts.example", "job_title": "Buyer", "account_id": acc["id"]}),
+        )
+        .await;
+        let b = created(
+            &app,
+            &s,
+            "contacts",
+            json!({"first_name": "Anita", "last_name": "Rao", "email": "anita.rao@acme-contacts.example", "phone": "+919812300001",
+                   "job_title": "Head of Purchase", "account_id": acc["id"], "is_primary": true, "dnd_status": true}),
+        )
+        .await;
+        let c = created(&app, &s, "contacts", json!({"first_name": "Anita", "last_name": "Rao", "account_id": acc2["id"]})).await;
+        let act = created(&app, &s, "activities", json!({"activity_type": "note", "title": "Met Anita", "contact_id": b["id"]})).await;
+        let task =
+            created(&app, &s, "tasks", json!({"title": "Send price list", "related_object": "contacts", "related_id": b["id"]})).await;
+        let deal =
+            created(&app, &s, "deals", json!({"name": "Acme renewal", "account_id": acc["id"], "primary_contact_id": b["id"]})).await;
+        let merge = |who: &Session, body: Value| {
+            let (app, path) = (&app, s.path("contacts/merge"));
+            let who = who.clone();
+            async move { app.post(&who, &path, body).await }
+        };
+
+        // Refused: contacts of two accounts, a contact merged into itself, another company.
+        let before = app.snapshot().await;
+        let r = merge(&s, json!({"survivor_id": id(&a), "merged_ids": [id(&c)]})).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
+        assert!(errors_name(&r, "merged_ids[0]"), "{r:?}");
+        let r = merge(&s, json!({"survivor_id": id(&a), "merged_ids": [id(&a)]})).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
+        let r = app.post(&other, &other.path("contacts/merge"), json!({"survivor_id": id(&a), "merged_ids": [id(&b)]})).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+        assert_eq!(app.snapshot().await, before, "nothing changed");
+
+        // The merge: job title and phone from B; B's do-not-disturb and primary flag stay.
+        let r = merge(&s, json!({"survivor_id": id(&a), "merged_ids": [id(&b)], "fields": {"job_title": id(&b), "phone": id(&b)}})).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        let sv = &r.body["survivor"];
+        assert_eq!(
+            (sv["id"].clone(), sv["job_title"].as_str(), sv["phone"].as_str()),
+            (a["id"].clone(), Some("Head of Purchase"), Some("+919812300001"))
+        );
+        assert_eq!(sv["email"], "anita@acme-contacts.example", "unpicked fields keep the survivor's value");
+        assert_eq!((sv["dnd_status"].clone(), sv["is_primary"].clone()), (json!(true), json!(true)), "{sv}");
+        assert_eq!(r.body["moved"], json!({"activities": 1, "deals": 1, "tasks": 1}), "{r:?}");
+        let got = |path: String| {
+            let (app, s) = (&app, &s);
+            async move { app.get(s, &s.path(&path)).await.body }
+        };
+        assert_eq!(got(format!("activities/{}", id(&act))).await["contact_id"], a["id"]);
+        assert_eq!(got(format!("tasks/{}", id(&task))).await["related_id"], a["id"]);
+        assert_eq!(got(format!("deals/{}", id(&deal))).await["primary_contact_id"], a["id"]);
+
+        // The old id resolves to the survivor and cannot be restored.
+        let r = app.get(&s, &s.path(&format!("contacts/{}", id(&b)))).await;
+        assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT, "{r:?}");
+        assert_eq!(r.headers.get("location").and_then(|v| v.to_str().ok()), Some(s.path(&format!("contacts/{}", id(&a))).as_str()));
+        let before = app.snapshot().await;
+        let r = app.post(&s, &s.path(&format!("contacts/{}/restore", id(&b))), json!({})).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+        assert!(r.body["detail"].as_str().is_some_and(|d| d.contains(&id(&a))), "{r:?}");
+        assert_eq!(app.snapshot().await, before);
+        let list = app.get(&s, &s.path("contacts?filter[last_name]=Rao")).await;
+        assert_eq!(list.body["data"].as_array().map(Vec::len), Some(2), "{list:?}");
+
+        // Audited: the merge on both, the moved references, and the chain verifies.
+        let audit = app.get(&s, &s.path("audit?action=merge")).await;
+        let rows = audit.body["data"].as_array().expect("rows");
+        assert!(rows.iter().any(|r| r["record_id"] == b["id"] && r["field"] == "merged_into_id" && r["new_value"] == a["id"]), "{audit:?}");
+        assert!(rows.iter().any(|r| r["record_id"] == a["id"] && r["field"] == "merged_ids"), "{audit:?}");
+        let h = got(format!("deals/{}/history", id(&deal))).await;
+        assert!(h["data"].as_array().expect("rows").iter().any(|r| r["field"] == "primary_contact_id" && r["new_value"] == a["id"]), "{h}");
+        assert_eq!(app.get(&s, &s.path("audit/verify")).await.body["ok"], true);
+    }
+}
+
+#[tokio::test]
+async fn web_forms_refused_by_the_block_policy_keep_the_input_and_list_the_duplicates() {
+    for app in TestApp::all().await {
+        let s = app.register("owner@dedupe-form.test", "Form Block Co").await;
+        set_policy(&app, &s, "block").await;
+        let a = lead(&app, &s, json!({"first_name": "Kavya", "last_name": "Nair", "email": "kavya@nair.example"})).await;
+        let w = app.web_sign_in("owner@dedupe-form.test").await;
+        let base = format!("/app/{}", s.company_id);
+        let link = format!("href=\"{base}/leads/{}\"", id(&a));
+
+        // The new-lead form comes back with what was typed and links to the existing lead.
+        let before = app.snapshot().await;
+        let form = [("first_name", "Kavya"), ("last_name", "Nair"), ("email", "KAVYA@nair.example"), ("job_title", "Typed title 42")];
+        let r = app.web_post(&w, &format!("{base}/leads"), &form, true).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+        assert!(r.text.contains("class=\"record-form\"") && r.text.contains("data-testid=\"form-duplicates\""), "{}", r.text);
+        assert!(r.text.contains("Typed title 42") && r.text.contains("KAVYA@nair.example"), "the input is kept");
+        assert!(r.text.contains(&link) && r.text.contains(a["number"].as_str().expect("number")), "{}", r.text);
+        assert!(r.text.contains("data-testid=\"form-error\"") && r.text.contains("Not saved"), "{}", r.text);
+        assert_eq!(app.snapshot().await, before, "nothing was created");
+
+        // The edit form likewise; the lead keeps its values.
+        let b = lead(&app, &s, json!({"first_name": "Other", "last_name": "Person", "email": "other@person.example"})).await;
+        let before = app.snapshot().await;
+        let edit = [("first_name", "Kavya"), ("last_name", "Nair"), ("email", "kavya@nair.example"), ("version", "1")];
+        let r = app.web_post(&w, &format!("{base}/leads/{}", id(&b)), &edit, true).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+        assert!(r.text.contains("data-testid=\"form-duplicates\"") && r.text.contains(&link), "{}", r.text);
+        assert!(r.text.contains("value=\"Kavya\""), "the input is kept");
+        assert_eq!(app.snapshot().await, before, "nothing changed");
+        assert_eq!(app.get(&s, &s.path(&format!("leads/{}", id(&b)))).await.body["email"], "other@person.example");
+        // A lead that is not a duplicate is still created from the form.
+        let r = app.web_post(&w, &format!("{base}/leads"), &[("last_name", "Someone Else")], true).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{r:?}");
     }
 }

@@ -608,7 +608,9 @@ async fn quality_report_matches_the_data_and_policies_are_listed() {
         .iter()
         .enumerate()
         {
-            let mut body = json!({"last_name": format!("L{i}"), "status": status});
+            // Only a conversion marks a lead converted; this one is marked in the database.
+            let given = if *status == "converted" { "qualified" } else { *status };
+            let mut body = json!({"last_name": format!("L{i}"), "status": given});
             if let Some(e) = email {
                 body["email"] = json!(e);
             }
@@ -617,6 +619,10 @@ async fn quality_report_matches_the_data_and_policies_are_listed() {
                 body["gdpr_consent"] = json!(true);
             }
             ids.push(id(&app.post(&s, &s.path("leads"), body).await));
+            if *status == "converted" {
+                let q = Q::new("UPDATE leads SET status = 'converted' WHERE id = $1").bind(V::Uuid(ids[i].parse().expect("uuid")));
+                app.db.execute(&q).await.expect("mark converted");
+            }
         }
         let gone = id(&app.post(&s, &s.path("leads"), json!({"last_name": "Deleted", "email": "d@q.test"})).await);
         assert_eq!(app.delete(&s, &s.path(&format!("leads/{gone}"))).await.status, StatusCode::OK);
@@ -825,5 +831,177 @@ async fn privacy_pages_and_dashboard_widget() {
         let stranger = app.register("x@pages.test", "X Co").await;
         let xw = app.web_sign_in("x@pages.test").await;
         assert_eq!(app.web_get(&xw, &format!("/app/{}/leads/{lid}/privacy", stranger.company_id), &[]).await.status, StatusCode::NOT_FOUND);
+    }
+}
+
+/// Imports leads (matching rows update) and waits for the import to finish.
+async fn import_leads(app: &TestApp, s: &Session, csv: &str, mapping: &str) -> Value {
+    let fields = [("object", "leads"), ("mapping", mapping), ("options", r#"{"duplicate_policy": "update"}"#)];
+    let (ct, body) = multipart(&fields, "people.csv", csv.as_bytes());
+    let req = Request::builder()
+        .method("POST")
+        .uri(s.path("data/import"))
+        .header("authorization", format!("Bearer {}", s.token))
+        .header("content-type", ct)
+        .body(Body::from(body))
+        .expect("request");
+    let r = app.raw(req).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    let id = r.body["id"].as_str().expect("import id").to_string();
+    for _ in 0..400 {
+        let r = app.get(s, &s.path(&format!("data/import/{id}"))).await;
+        if matches!(r.body["state"].as_str(), Some("succeeded" | "failed")) {
+            return r.body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("import {id} did not finish");
+}
+
+/// Every text-like column of every table: (table, column).
+async fn text_columns(app: &TestApp) -> Vec<(String, String)> {
+    let sql = if app.backend == "sqlite" {
+        "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
+         AND m.name NOT LIKE '_sqlx%'"
+    } else {
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema() \
+         AND data_type IN ('text', 'jsonb', 'json', 'character varying') AND table_name NOT LIKE '_sqlx%'"
+    };
+    let rows = app.db.fetch(&Q::new(sql), &[SqlType::Text, SqlType::Text]).await.expect("columns");
+    rows.iter().filter_map(|r| Some((r.text(0)?, r.text(1)?))).collect()
+}
+
+/// (table, column) pairs where some row's text matches the LIKE pattern (lower case).
+async fn tables_mentioning(app: &TestApp, columns: &[(String, String)], pattern: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (t, c) in columns {
+        let q = Q::new(format!("SELECT COUNT(*) FROM {t} WHERE LOWER(CAST({c} AS TEXT)) LIKE $1")).bind(V::Text(pattern.into()));
+        if one(app, q).await > 0 {
+            out.push(format!("{t}.{c}"));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn erasure_reaches_import_errors_the_system_log_and_other_records() {
+    for app in TestApp::all().await {
+        let runtime = corvid_server::jobs::Runtime::start(app.db.clone(), corvid_server::jobs::Registry::builtin(), 1);
+        let s = app.register("owner@wipe.test", "Wipe Co").await;
+        let company: uuid::Uuid = s.company_id.parse().expect("company");
+        let email = "meera.pillai@wipe.test";
+        let lead = created(
+            &app,
+            &s,
+            "leads",
+            json!({"first_name": "Meera", "last_name": "Pillai", "email": email, "phone": "+919811122233", "status": "qualified"}),
+        )
+        .await;
+        let lid = lead["id"].as_str().expect("id").to_string();
+
+        // A failed import row with her details (as typed in the file).
+        let csv = format!("E-mail,First Name,Surname,Mobile,Score\n{},Meera,Pillai,98111 22233,lots\n", email.to_uppercase());
+        let done = import_leads(&app, &s, &csv, r#"["email", "first_name", "last_name", "phone", "lead_score"]"#).await;
+        assert_eq!(done["failed"], 1, "{done}");
+        let raw = "SELECT COUNT(*) FROM import_errors WHERE LOWER(CAST(raw AS TEXT)) LIKE '%meera.pillai@wipe.test%'";
+        assert_eq!(one(&app, Q::new(raw)).await, 1, "the failed row keeps the file's cells");
+
+        // System log entries that mention her, with and without a company; one that does not.
+        let entry = |company_id: Option<uuid::Uuid>, message: &str, fields: Value| corvid_store::syslog::NewEntry {
+            at: chrono::Utc::now(),
+            severity: 3,
+            target: "corvid::mail".into(),
+            message: message.into(),
+            fields,
+            request_id: None,
+            company_id,
+        };
+        corvid_store::syslog::insert(
+            &app.db,
+            "test-node",
+            &[
+                entry(
+                    Some(company),
+                    &format!("quote sent to {email}"),
+                    json!({"to": "Meera.Pillai@wipe.test", "name": "Meera Pillai", "phone": "+91 98111 22233"}),
+                ),
+                entry(None, &format!("bounce from {email}"), json!({})),
+                entry(Some(company), "nightly digest sent", json!({"to": "team@wipe.test"})),
+            ],
+        )
+        .await
+        .expect("log");
+
+        // Other records that mention her email or phone, with audit history of the mention.
+        let acc = created(&app, &s, "accounts", json!({"name": "Pillai Traders", "email": email, "phone": "+919811122233"})).await;
+        let deal = created(
+            &app,
+            &s,
+            "deals",
+            json!({"name": "Traders renewal", "account_id": acc["id"], "description": format!("Send the contract to {email} or call 098111-22233")}),
+        )
+        .await;
+        let did = deal["id"].as_str().expect("id").to_string();
+        let r =
+            patch_now(&app, &s, "deals", &did, json!({"description": format!("Contract sent to {email}; follow up on 9811122233.")})).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        let note = created(
+            &app,
+            &s,
+            "activities",
+            json!({"activity_type": "note", "title": "Forwarded the brochure", "description": format!("cc {}", email.to_uppercase()), "account_id": acc["id"]}),
+        )
+        .await;
+        // Someone who only shares her name is not her.
+        let namesake = created(
+            &app,
+            &s,
+            "leads",
+            json!({"first_name": "Meera", "last_name": "Pillai", "email": "m.pillai@elsewhere.test", "notes": "Not our Meera"}),
+        )
+        .await;
+
+        let r = app.post(&s, &s.path(&format!("privacy/subjects/leads/{lid}/erase")), json!({})).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        let people: Vec<&str> = r.body["people"].as_array().expect("people").iter().filter_map(|p| p["id"].as_str()).collect();
+        assert_eq!(people, [lid.as_str()], "{r:?}");
+        let mentioned: Vec<&str> =
+            r.body["elsewhere"]["records"].as_array().expect("records").iter().filter_map(|p| p["id"].as_str()).collect();
+        for want in [&acc["id"], &deal["id"], &note["id"]] {
+            assert!(mentioned.contains(&want.as_str().unwrap_or("")), "{want} in {r:?}");
+        }
+        assert_eq!(r.body["elsewhere"]["rows"]["import_errors"], 1, "{r:?}");
+        assert_eq!(r.body["elsewhere"]["rows"]["system_logs"], 2, "{r:?}");
+
+        // Nothing anywhere still holds her email or her number, however it was written.
+        let columns = text_columns(&app).await;
+        assert!(columns.iter().any(|(t, c)| t == "import_errors" && c == "raw"), "{columns:?}");
+        for pattern in ["%meera.pillai@wipe.test%", "%9811122233%", "%98111 22233%", "%98111-22233%"] {
+            assert_eq!(tables_mentioning(&app, &columns, pattern).await, Vec::<String>::new(), "{pattern}");
+        }
+        // Her name went from the import row and the log entry about her, not from the namesake.
+        assert_eq!(one(&app, Q::new("SELECT COUNT(*) FROM import_errors WHERE CAST(raw AS TEXT) LIKE '%Meera%'")).await, 0);
+        assert_eq!(one(&app, Q::new("SELECT COUNT(*) FROM system_logs WHERE CAST(fields AS TEXT) LIKE '%Pillai%'")).await, 0);
+        let n = app.get(&s, &s.path(&format!("leads/{}", namesake["id"].as_str().unwrap_or("")))).await.body;
+        assert_eq!((n["first_name"].as_str(), n["email"].as_str()), (Some("Meera"), Some("m.pillai@elsewhere.test")));
+        assert_eq!(one(&app, Q::new("SELECT COUNT(*) FROM system_logs WHERE message = 'nightly digest sent'")).await, 1);
+        // What stays readable: the records themselves, with the mention marked.
+        let d = app.get(&s, &s.path(&format!("deals/{did}"))).await.body;
+        assert_eq!(d["description"], "Contract sent to [erased]; follow up on [erased].", "{d}");
+        assert_eq!(d["name"], "Traders renewal");
+        let a = app.get(&s, &s.path(&format!("accounts/{}", acc["id"].as_str().unwrap_or("")))).await.body;
+        assert!(a["email"].is_null() && a["phone"].is_null() && a["name"] == "Pillai Traders", "{a}");
+        let h = app.get(&s, &s.path(&format!("deals/{did}/history?action=erase"))).await;
+        assert!(h.body["data"].as_array().expect("rows").iter().any(|r| r["field"] == "description" && r["new_value"].is_null()), "{h:?}");
+        let v = app.get(&s, &s.path("audit/verify")).await;
+        assert_eq!(v.body["ok"], true, "{v:?}");
+
+        // A repeat has nothing left to find.
+        let r = app.post(&s, &s.path(&format!("privacy/subjects/leads/{lid}/erase")), json!({})).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        assert_eq!(r.body["elsewhere"]["records"].as_array().map(Vec::len), Some(0), "{r:?}");
+        assert_eq!(r.body["audit"]["redacted"], 0, "{r:?}");
+        assert_eq!(app.get(&s, &s.path("audit/verify")).await.body["ok"], true);
+        runtime.shutdown().await;
     }
 }

@@ -108,7 +108,7 @@ fn new_salt() -> String {
 }
 
 /// What a version-2 row's hash covers of a value.
-fn value_digest(salt: &str, value: Option<&str>) -> Option<String> {
+pub(crate) fn value_digest(salt: &str, value: Option<&str>) -> Option<String> {
     value.map(|v| {
         let mut h = Sha256::new();
         h.update(salt.as_bytes());

@@ -13,11 +13,12 @@ use crate::audit::{self, Change};
 use crate::db::{Db, Row, Tx, Q};
 use crate::qualification::{self, leads_def, ConversionRules};
 use crate::records::{Idempotency, Records, Tenant};
-use crate::{companies, Result, StoreError};
+use crate::{companies, privacy, Result, StoreError};
 use chrono::{DateTime, Utc};
 use corvid_core::matching::{self, Org, Person};
 use corvid_core::meta::ObjectDef;
 use corvid_core::role::Role;
+use corvid_core::validate::Changes;
 use corvid_core::value::now_micros;
 use corvid_core::{FieldError, Record, SqlType, Value};
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,45 @@ use uuid::Uuid;
 
 /// `object` of the idempotency rows of conversions (their `record_id` is the lead).
 pub const IDEMPOTENCY_OBJECT: &str = "lead_conversions";
+/// The write channel of conversions: the only one that may mark a lead converted.
+pub const CHANNEL: &str = "convert";
+
+/// Refuses a write of a lead that would mark it converted, or move a converted lead out of
+/// converted, by any path but the conversion (API and web edits, inline edits, bulk changes,
+/// imports, merges). A converted lead links the account and contact it became; an edit of
+/// `status` or `stage` cannot create those links, nor undo them. A lead marked converted
+/// without a recorded conversion (older data) may be moved back, so it can be converted.
+pub fn guard_status(object: &ObjectDef, channel: &str, existing: Option<&Record>, changes: &Changes) -> Result<()> {
+    if object.name != "leads" || channel == CHANNEL {
+        return Ok(());
+    }
+    let recorded = existing.is_some_and(|r| r.get("converted_at").is_some() || r.get("converted_contact_id").is_some());
+    let mut errors = Vec::new();
+    for field in ["status", "stage"] {
+        let Some(new) = changes.fields.get(field) else { continue };
+        let (new, old) = (new.as_str(), existing.and_then(|r| r.text(field)));
+        if new == old {
+            continue;
+        }
+        if new == Some("converted") {
+            errors.push(FieldError::new(
+                field,
+                "cannot be set to converted by an edit: use Convert on the lead (POST .../leads/{id}/convert), which creates or links \
+                 the account and contact",
+            ));
+        } else if old == Some("converted") && recorded {
+            errors.push(FieldError::new(
+                field,
+                "cannot change: this lead was converted (see converted_account_id and converted_contact_id) and stays converted",
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(errors))
+    }
+}
 
 fn def(name: &str) -> Result<&'static ObjectDef> {
     corvid_core::object(name).ok_or_else(|| StoreError::Config(format!("object {name} is not declared")))
@@ -726,7 +766,7 @@ async fn convert_in(
             input.extend(fields);
             let custom = accounts.custom_fields().await?;
             let mut pipeline = accounts.pipeline(tx).await?;
-            let a = accounts.create_in(tx, &custom, &mut pipeline, &input, "convert").await.map_err(named("account.new", &[]))?;
+            let a = accounts.create_in(tx, &custom, &mut pipeline, &input, CHANNEL).await.map_err(named("account.new", &[]))?;
             pipeline.finish(tx).await?;
             (a, true)
         }
@@ -753,10 +793,8 @@ async fn convert_in(
                     let mut input = Map::new();
                     input.insert("account_id".into(), account.id.to_string().into());
                     let mut pipeline = contacts.pipeline(tx).await?;
-                    let c = contacts
-                        .update_in(tx, &contact_custom, &mut pipeline, id, &input, "convert")
-                        .await
-                        .map_err(named("contact", &[]))?;
+                    let c =
+                        contacts.update_in(tx, &contact_custom, &mut pipeline, id, &input, CHANNEL).await.map_err(named("contact", &[]))?;
                     pipeline.finish(tx).await?;
                     (c, false)
                 }
@@ -771,11 +809,15 @@ async fn convert_in(
             input.extend(fields);
             input.insert("account_id".into(), account.id.to_string().into());
             let mut pipeline = contacts.pipeline(tx).await?;
-            let c = contacts.create_in(tx, &contact_custom, &mut pipeline, &input, "convert").await.map_err(named("contact.new", &[]))?;
+            let c = contacts.create_in(tx, &contact_custom, &mut pipeline, &input, CHANNEL).await.map_err(named("contact.new", &[]))?;
             pipeline.finish(tx).await?;
             (c, true)
         }
     };
+
+    // The person's consent and do-not-disturb go with them to the contact.
+    let carried = privacy::carry_consent(tx, tenant, &lead, &contact).await?;
+    let contact = if carried == privacy::Carried::default() { contact } else { contacts.get_in_tx(tx, contact.id).await? };
 
     // 3. Deal.
     let deal = match &req.deal {
@@ -812,7 +854,7 @@ async fn convert_in(
             let custom = deals.custom_fields().await?;
             let mut pipeline = deals.pipeline(tx).await?;
             let rename = [("value", "amount"), ("expected_close_date", "close_date")];
-            let rec = deals.create_in(tx, &custom, &mut pipeline, &input, "convert").await.map_err(named("deal", &rename))?;
+            let rec = deals.create_in(tx, &custom, &mut pipeline, &input, CHANNEL).await.map_err(named("deal", &rename))?;
             pipeline.finish(tx).await?;
             Some(rec)
         }
@@ -841,7 +883,7 @@ async fn convert_in(
             let custom = acts.custom_fields().await?;
             let mut pipeline = acts.pipeline(tx).await?;
             let rename = [("activity_type", "type"), ("title", "subject"), ("description", "notes")];
-            let rec = acts.create_in(tx, &custom, &mut pipeline, &input, "convert").await.map_err(named("activity", &rename))?;
+            let rec = acts.create_in(tx, &custom, &mut pipeline, &input, CHANNEL).await.map_err(named("activity", &rename))?;
             pipeline.finish(tx).await?;
             Some(rec)
         }
@@ -853,7 +895,7 @@ async fn convert_in(
     input.insert("status".into(), "converted".into());
     input.insert("stage".into(), "converted".into());
     let mut pipeline = leads.pipeline(tx).await?;
-    let updated = leads.update_in(tx, &lead_custom, &mut pipeline, lead_id, &input, "convert").await.map_err(named("lead", &[]))?;
+    let updated = leads.update_in(tx, &lead_custom, &mut pipeline, lead_id, &input, CHANNEL).await.map_err(named("lead", &[]))?;
     pipeline.finish(tx).await?;
     write_links(tx, tenant, &updated, now, account.id, contact.id, deal.as_ref().map(|d| d.id)).await?;
 

@@ -8,6 +8,7 @@
 
 use crate::audit::AuditCtx;
 use crate::companies;
+use crate::convert;
 use crate::db::{Db, Q};
 use crate::records::{BulkRequest, Tenant};
 use crate::{Result, StoreError};
@@ -36,6 +37,33 @@ pub struct DemoLogin {
     pub email: String,
     pub password: String,
     pub name: String,
+}
+
+/// The reps form the "Inside Sales" team led by the manager, so team scopes have something to
+/// show: each rep reads the other's records, the manager works on both.
+async fn sales_team(db: &Db, company_id: Uuid, users: &[Uuid]) -> Result<()> {
+    let team = crate::new_id();
+    let mut tx = db.begin().await?;
+    tx.execute(
+        &Q::new("INSERT INTO teams (id, company_id, name, manager_id, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(Value::Uuid(team))
+            .bind(Value::Uuid(company_id))
+            .bind(Value::Text("Inside Sales".into()))
+            .bind(Value::Uuid(users[MANAGER]))
+            .bind(Value::Timestamp(now_micros())),
+    )
+    .await?;
+    for rep in [REP1, REP2] {
+        tx.execute(
+            &Q::new("UPDATE memberships SET team_id = $1, manager_id = $2 WHERE company_id = $3 AND user_id = $4")
+                .bind(Value::Uuid(team))
+                .bind(Value::Uuid(users[MANAGER]))
+                .bind(Value::Uuid(company_id))
+                .bind(Value::Uuid(users[rep])),
+        )
+        .await?;
+    }
+    tx.commit().await
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -67,7 +95,8 @@ const SALES: &[(usize, u32)] = &[(REP1, 4), (REP2, 4), (MANAGER, 2)];
 const ACTORS: [usize; 3] = [REP1, REP2, MANAGER];
 
 const N_ACCOUNTS: usize = 200;
-const N_CONTACTS: usize = 500;
+/// Generated contacts; converted leads add about a hundred more.
+const N_CONTACTS: usize = 400;
 const N_LEADS: usize = 1000;
 const N_DEALS: usize = 300;
 const N_TASKS: usize = 400;
@@ -104,6 +133,7 @@ pub async fn seed(db: &Db, seed: u64) -> Result<DemoSummary> {
         users.push(companies::add_member(db, &admin_ctx, email, name, Some(PASSWORD), role).await?.user_id);
         logins.push(login(role, email, name));
     }
+    sales_team(db, company.id, &users).await?;
     let actors: Vec<Tenant> = ACTORS
         .iter()
         .map(|&i| Tenant {
@@ -112,6 +142,8 @@ pub async fn seed(db: &Db, seed: u64) -> Result<DemoSummary> {
             role: USERS[i].0,
             calling_code: "91".into(),
             audit: audit_ctx(company.id, users[i]),
+            // Seeding writes the history of a whole team, beyond any one role's scope.
+            access: crate::access::Access::unrestricted(users[i]),
         })
         .collect();
 
@@ -121,8 +153,9 @@ pub async fn seed(db: &Db, seed: u64) -> Result<DemoSummary> {
     let account_ids = create(db, &actors, "accounts", &items).await?;
     let (contacts, items) = g.contacts(&accounts, &account_ids);
     let contact_ids = create(db, &actors, "contacts", &items).await?;
-    let (leads, items) = g.leads();
+    let (leads, items) = g.leads(&accounts);
     let lead_ids = create(db, &actors, "leads", &items).await?;
+    convert_leads(db, &actors, &leads, &items, &lead_ids, &account_ids).await?;
     let (deals, items) = g.deals(&accounts, &account_ids, &contacts, &contact_ids);
     let deal_ids = create(db, &actors, "deals", &items).await?;
     let ids = Ids { accounts: &account_ids, contacts: &contact_ids, leads: &lead_ids, deals: &deal_ids };
@@ -223,6 +256,39 @@ async fn create(db: &Db, actors: &[Tenant], name: &str, items: &[Item]) -> Resul
     }
     tx.commit().await?;
     Ok(ids)
+}
+
+/// Converts the leads meant to end up converted into their accounts through the real
+/// conversion (a new contact under the existing account, links on the lead, audit), then
+/// dates the conversion back to the lead's last update.
+async fn convert_leads(db: &Db, actors: &[Tenant], leads: &[Lead], items: &[Item], lead_ids: &[Uuid], account_ids: &[Uuid]) -> Result<()> {
+    let first = actors.first().ok_or_else(|| StoreError::Config("no demo users to act as".into()))?;
+    let mut done = Vec::new();
+    for (i, lead) in leads.iter().enumerate() {
+        let (Some(k), Some(&lead_id)) = (lead.converts_into, lead_ids.get(i)) else { continue };
+        let account = account_ids.get(k).ok_or_else(|| StoreError::Config(format!("demo lead {i} converts into a missing account")))?;
+        let req = convert::ConvertRequest {
+            account: Some(convert::PickInput { new: None, existing_id: Some(account.to_string()) }),
+            contact: Some(convert::PickInput { new: Some(Map::new()), existing_id: None }),
+            ..Default::default()
+        };
+        let tenant = actors.get(i % actors.len()).unwrap_or(first);
+        let c = convert::convert(db, tenant, lead_id, &req, None).await?;
+        done.push((lead_id, c.contact.id, items.get(i).map_or(0, |it| it.updated.max(it.created))));
+    }
+    let mut tx = db.begin().await?;
+    for (lead_id, contact_id, at) in done {
+        let at = Value::Timestamp(ts(at)?);
+        let company = Value::Uuid(first.company_id);
+        for (sql, id) in [
+            ("UPDATE leads SET converted_at = $1, updated_at = $1 WHERE company_id = $2 AND id = $3", lead_id),
+            ("UPDATE contacts SET created_at = $1, updated_at = $1 WHERE company_id = $2 AND id = $3", contact_id),
+            ("UPDATE lead_conversions SET converted_at = $1 WHERE company_id = $2 AND lead_id = $3", lead_id),
+        ] {
+            tx.execute(&Q::new(sql).bind(at.clone()).bind(company.clone()).bind(Value::Uuid(id))).await?;
+        }
+    }
+    tx.commit().await
 }
 
 fn put(m: &mut Map<String, Json>, key: &str, value: impl Into<Json>) {
@@ -698,6 +764,9 @@ struct Lead {
     created: i64,
     /// Do-not-disturb: only inbound contact and notes may be logged for this lead.
     dnd: bool,
+    /// Leads that end up converted: the existing account (index) they convert into. They are
+    /// created qualified and converted through the conversion, like real ones.
+    converts_into: Option<usize>,
 }
 
 struct Deal {
@@ -1120,7 +1189,7 @@ impl Gen {
         (out, items)
     }
 
-    fn leads(&mut self) -> (Vec<Lead>, Vec<Item>) {
+    fn leads(&mut self, accounts: &[Account]) -> (Vec<Lead>, Vec<Item>) {
         let mut out = Vec::with_capacity(N_LEADS);
         let mut items = Vec::with_capacity(N_LEADS);
         for i in 0..N_LEADS {
@@ -1129,7 +1198,7 @@ impl Gen {
             let created = if i < 8 { self.ago(7.0, 1.0) } else { self.ago(365.0, 1.35) };
             let age = (self.now - created) / DAY;
             let (first, last) = self.person(country);
-            let (_, company, domain, _) = self.company(country);
+            let (_, mut company, mut domain, _) = self.company(country);
             let r = &mut self.rng;
             let status = if (100..100 + LEAD_STATUS.len()).contains(&i) {
                 LEAD_STATUS[i - 100].0
@@ -1193,14 +1262,28 @@ impl Gen {
                 "event" => Some("event"),
                 _ => None,
             };
+            // A converted lead came from one of the accounts: it is created qualified, and
+            // converted into that account once everything exists (see `convert_leads`).
+            let mut converts_into = None;
+            let status = if status == "converted" {
+                let same_country: Vec<usize> = (0..accounts.len()).filter(|&k| accounts[k].country == country).collect();
+                let pool = if same_country.is_empty() { (0..accounts.len()).collect() } else { same_country };
+                if let Some(&k) = pool.get(r.gen_range(0..pool.len().max(1))) {
+                    converts_into = Some(k);
+                    company = accounts[k].name.clone();
+                    domain = accounts[k].domain.clone();
+                }
+                "qualified"
+            } else {
+                status
+            };
             let stage = match status {
                 "new" | "contacted" | "unqualified" | "disqualified" => "awareness",
                 "nurturing" | "recycled" => "consideration",
-                "qualified" => "decision",
-                _ => "converted",
+                _ => "decision",
             };
             let score: i64 = match status {
-                "qualified" | "converted" => r.gen_range(60..=100),
+                "qualified" => r.gen_range(60..=100),
                 "unqualified" | "disqualified" => r.gen_range(0..=35),
                 "new" => r.gen_range(0..=60),
                 _ => r.gen_range(15..=80),
@@ -1306,7 +1389,7 @@ impl Gen {
                 put(&mut m, "timeline", one(r, &["Immediate", "This quarter", "Next quarter", "6–12 months", "Just exploring"]));
             }
             put(&mut m, "authority_level", authority);
-            if matches!(status, "qualified" | "converted") {
+            if status == "qualified" {
                 for key in ["bant_budget_score", "bant_authority_score", "bant_need_score", "bant_timeline_score"] {
                     put(&mut m, key, r.gen_range(5..=10));
                 }
@@ -1400,7 +1483,7 @@ impl Gen {
             }
             let updated = if status == "new" { created + self.rng.gen_range(0..10 * MINUTE) } else { self.between(created, self.now, 1.3) };
             items.push(Item::new(m, created, updated.min(self.now)));
-            out.push(Lead { name: format!("{first} {last}"), company, owner, created, dnd });
+            out.push(Lead { name: format!("{first} {last}"), company, owner, created, dnd, converts_into });
         }
         (out, items)
     }
@@ -1848,6 +1931,13 @@ mod tests {
         assert!(currencies.contains(&"INR".to_string()) && currencies.contains(&"USD".to_string()), "{currencies:?}");
         assert_eq!(count(&db, Q::new("SELECT COUNT(DISTINCT status) FROM leads")).await, LEAD_STATUS.len() as i64);
         assert_eq!(count(&db, Q::new("SELECT COUNT(DISTINCT source) FROM leads")).await, LEAD_SOURCE.len() as i64);
+        // Converted leads were converted: each has its conversion and links.
+        let converted = count(&db, Q::new("SELECT COUNT(*) FROM leads WHERE status = 'converted'")).await;
+        assert!(converted > 50, "{converted}");
+        assert_eq!(count(&db, Q::new("SELECT COUNT(*) FROM lead_conversions")).await, converted);
+        let unlinked =
+            "SELECT COUNT(*) FROM leads WHERE status = 'converted' AND (converted_contact_id IS NULL OR converted_at > updated_at)";
+        assert_eq!(count(&db, Q::new(unlinked)).await, 0);
 
         // One primary contact per account, and deals point at a contact of their own account.
         let primaries = Q::new("SELECT COUNT(DISTINCT account_id) FROM contacts WHERE is_primary = $1").bind(Value::Bool(true));

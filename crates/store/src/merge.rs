@@ -143,6 +143,26 @@ async fn merged_into_tx(tx: &mut Tx, object: &ObjectDef, company_id: Uuid, id: U
     Ok(tx.fetch_one(&q, &[SqlType::Text]).await?.and_then(|r| r.text(0)))
 }
 
+/// Refuses to restore a record that was merged: its values, links and history went to the
+/// survivor, and bringing it back would make the duplicate the merge removed (restore,
+/// bulk restore and the web's restore button all come here through the repository).
+pub async fn refuse_restore(tx: &mut Tx, object: &ObjectDef, company_id: Uuid, rec: &Record) -> Result<()> {
+    let q = Q::new(format!(
+        "SELECT m.survivor_id, r.number FROM record_merges m LEFT JOIN {} r ON r.company_id = m.company_id AND r.id = m.survivor_id \
+         WHERE m.company_id = $1 AND m.merged_id = $2",
+        object.name
+    ))
+    .bind(Value::Uuid(company_id))
+    .bind(Value::Uuid(rec.id));
+    let Some(row) = tx.fetch_one(&q, &[SqlType::Uuid, SqlType::Text]).await? else { return Ok(()) };
+    let survivor = row.uuid(0).map(|u| u.to_string()).unwrap_or_default();
+    let name = row.text(1).unwrap_or_else(|| survivor.clone());
+    Err(StoreError::Conflict(format!(
+        "{} was merged into {name} (id {survivor}) and cannot be restored; its values, activities and history are on {name}",
+        rec.number
+    )))
+}
+
 /// (table, column, extra condition) of every reference to records of `object`: reference
 /// fields of any object, and the generic `related_id` of tasks.
 fn references_to(object: &str) -> Vec<(String, String, String)> {
@@ -219,9 +239,13 @@ async fn move_references(
 
 /// Merges `req.merged_ids` into `req.survivor_id` (records of `object`), all or nothing.
 ///
+/// Do-not-disturb on any of the records stays on the survivor. Contacts: only contacts of
+/// one account merge, the survivor stays primary contact if a merged one was, and recorded
+/// conversions that created a merged contact name the survivor.
+///
 /// Errors: 422 for a bad request (bad ids, a record merged into itself, an unknown or
 /// read-only field, a source that is not part of the merge, a converted lead as merged
-/// record); 404 when a record does not exist in this company; 409 when one is deleted or was
+/// record, contacts of different accounts); 404 when a record does not exist in this company; 409 when one is deleted or was
 /// merged already; 412 when `versions` is stale; 403 for read-only roles.
 pub async fn merge(db: &Db, tenant: &Tenant, object: &'static ObjectDef, req: &MergeRequest) -> Result<Merged> {
     if !tenant.role.can_write() {
@@ -269,6 +293,28 @@ pub async fn merge(db: &Db, tenant: &Tenant, object: &'static ObjectDef, req: &M
         }
     }
 
+    if object.name == "contacts" {
+        // Contacts of two accounts are two relationships (a person who changed companies),
+        // and the merged one's deals would end up on a contact of another account.
+        let account = |id: &Uuid| loaded.get(id).and_then(|r| r.get("account_id")).and_then(Value::as_uuid);
+        let ours = account(&plan.survivor);
+        let errors: Vec<FieldError> = plan
+            .merged
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| matches!((ours, account(id)), (Some(a), Some(b)) if a != b))
+            .map(|(i, _)| {
+                FieldError::new(
+                    format!("merged_ids[{i}]"),
+                    "belongs to another account than the survivor; only contacts of one account can be merged",
+                )
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(StoreError::Invalid(errors));
+        }
+    }
+
     // The survivor's new values, read before anything changes.
     let mut input = Map::new();
     for (field, src) in &plan.fields {
@@ -278,6 +324,18 @@ pub async fn merge(db: &Db, tenant: &Tenant, object: &'static ObjectDef, req: &M
         let Some(rec) = loaded.get(src) else { continue };
         let json = to_json(object, &custom, rec, Some(std::slice::from_ref(field)));
         input.insert(field.clone(), json.get(field).cloned().unwrap_or(serde_json::Value::Null));
+    }
+    // Do-not-disturb is the person's wish, not a value to choose: if any of the records
+    // carries it, the survivor does.
+    if object.field("dnd_status").is_some() && loaded.values().any(|r| r.get("dnd_status") == Some(&Value::Bool(true))) {
+        input.insert("dnd_status".into(), serde_json::Value::Bool(true));
+    }
+    // An account keeps its primary contact when that contact is merged into another.
+    if object.name == "contacts"
+        && !plan.fields.contains_key("is_primary")
+        && plan.merged.iter().any(|id| loaded.get(id).and_then(|r| r.get("is_primary")) == Some(&Value::Bool(true)))
+    {
+        input.insert("is_primary".into(), serde_json::Value::Bool(true));
     }
 
     // Retire the merged records.
@@ -342,6 +400,17 @@ pub async fn merge(db: &Db, tenant: &Tenant, object: &'static ObjectDef, req: &M
         if n > 0 {
             *moved.entry(table).or_default() += n;
         }
+    }
+
+    // A conversion that created or linked a merged contact now names the survivor (the
+    // leads' own links moved with the references above).
+    if object.name == "contacts" {
+        let mut q = Q::new(String::new());
+        let ps = q.param(Value::Uuid(plan.survivor));
+        let pc = q.param(Value::Uuid(tenant.company_id));
+        let ids: Vec<String> = plan.merged.iter().map(|id| q.param(Value::Uuid(*id))).collect();
+        q.sql = format!("UPDATE lead_conversions SET contact_id = {ps} WHERE company_id = {pc} AND contact_id IN ({})", ids.join(", "));
+        tx.execute(&q).await?;
     }
 
     // The survivor takes the picked values and is checked for duplicates again.

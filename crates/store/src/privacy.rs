@@ -14,6 +14,7 @@ use crate::listing::ListQuery;
 use crate::pipeline::{Pipeline, Write};
 use crate::records::Tenant;
 use crate::{custom_fields, dedupe, new_id, settings, Result, StoreError};
+use chrono::{DateTime, Utc};
 use corvid_core::meta::ObjectDef;
 use corvid_core::record::{to_json, Record};
 use corvid_core::validate::Changes;
@@ -550,6 +551,131 @@ pub async fn record_consent(
 }
 
 // ---------------------------------------------------------------------------------------
+// Consent across a conversion
+// ---------------------------------------------------------------------------------------
+
+/// A person's current consent decision: given or withdrawn, and when it was made. None when
+/// the person never decided (no consent and no logged withdrawal).
+async fn decision_of(tx: &mut Tx, company_id: Uuid, object: &str, rec: &Record) -> Result<Option<(bool, Option<DateTime<Utc>>)>> {
+    if consent_of(rec.get("gdpr_consent")) {
+        let at = match rec.get("gdpr_consent_at") {
+            Some(Value::Timestamp(t)) => Some(*t),
+            _ => None,
+        };
+        return Ok(Some((true, at)));
+    }
+    let q = Q::new(
+        "SELECT at FROM consent_log WHERE company_id = $1 AND object = $2 AND record_id = $3 AND given = $4 ORDER BY at DESC LIMIT 1",
+    )
+    .bind(Value::Uuid(company_id))
+    .bind(Value::Text(object.into()))
+    .bind(Value::Uuid(rec.id))
+    .bind(Value::Bool(false));
+    Ok(tx.fetch_one(&q, &[SqlType::Timestamp]).await?.map(|r| (false, r.timestamp(0))))
+}
+
+/// What a conversion carried over to the contact.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Carried {
+    /// Contact fields whose values changed.
+    pub fields: Vec<String>,
+    /// The consent-log entry written for the contact, when the lead's decision was taken.
+    pub logged: Option<ConsentEntry>,
+}
+
+/// Carries a converted lead's consent and do-not-disturb to its contact, inside the
+/// conversion's transaction. A new contact takes the lead's values. An existing contact is
+/// merged conservatively: do-not-disturb stands if either has it, and the newer consent
+/// decision (given or withdrawn) wins with its time, source and text version; the contact's
+/// own decision stays when it is newer. Taking the lead's decision is logged on the contact.
+/// Every changed field is audited.
+pub async fn carry_consent(tx: &mut Tx, tenant: &Tenant, lead: &Record, contact: &Record) -> Result<Carried> {
+    let mut target: BTreeMap<&str, Value> = BTreeMap::new();
+    let lead_dnd = lead.get("dnd_status") == Some(&Value::Bool(true));
+    if lead_dnd {
+        target.insert("dnd_status", Value::Bool(true));
+    }
+    let from_lead = decision_of(tx, tenant.company_id, "leads", lead).await?;
+    let own = decision_of(tx, tenant.company_id, "contacts", contact).await?;
+    // An undated decision counts as the oldest.
+    let adopt = match (&from_lead, &own) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some((_, l)), Some((_, c))) => l.is_some() && (c.is_none() || l > c),
+    };
+    let contacts = def("contacts")?;
+    if adopt {
+        for f in ["gdpr_consent", "gdpr_consent_at", "gdpr_consent_source", "gdpr_consent_version"] {
+            let kind = contacts.field(f).map_or(SqlType::Text, |x| x.kind.sql_type());
+            target.insert(f, lead.get(f).cloned().unwrap_or(Value::Null(kind)));
+        }
+        if lead.get("gdpr_consent") != Some(&Value::Bool(true)) {
+            target.insert("gdpr_consent", Value::Bool(false));
+        }
+        if let Some(v) = lead.get("opt_in_date") {
+            target.insert("opt_in_date", v.clone());
+        }
+    }
+    // Nulls of any type are the same absence.
+    let changed: Vec<(&str, Value)> = target.into_iter().filter(|(f, v)| contact.get(f) != Some(v).filter(|v| !v.is_null())).collect();
+    let decision_taken = adopt && (own.is_none() || changed.iter().any(|(f, _)| f.starts_with("gdpr_consent")));
+    let mut out = Carried::default();
+    if changed.is_empty() && !decision_taken {
+        return Ok(out);
+    }
+    let mut audit_rows = Vec::new();
+    if !changed.is_empty() {
+        let mut q = Q::new(String::new());
+        let sets: Vec<String> = changed.iter().map(|(f, v)| format!("{f} = {}", q.param(v.clone()))).collect();
+        let pn = q.param(Value::Timestamp(now_micros()));
+        let pu = q.param(Value::Uuid(tenant.user_id));
+        let pc = q.param(Value::Uuid(tenant.company_id));
+        let pi = q.param(Value::Uuid(contact.id));
+        let pv = q.param(Value::Int(contact.version));
+        q.sql = format!(
+            "UPDATE contacts SET {}, version = version + 1, updated_at = {pn}, updated_by = {pu} WHERE company_id = {pc} AND id = {pi} AND version = {pv}",
+            sets.join(", ")
+        );
+        if tx.execute(&q).await? == 0 {
+            return Err(StoreError::Stale { current: contact.version });
+        }
+        for (f, v) in &changed {
+            audit_rows.push(Change {
+                object: "contacts".into(),
+                record_id: Some(contact.id),
+                action: "update".into(),
+                field: Some((*f).into()),
+                old: contact.get(f).and_then(Value::audit_text),
+                new: v.audit_text(),
+            });
+            out.fields.push((*f).to_string());
+        }
+    }
+    if let (true, Some((given, at))) = (decision_taken, from_lead) {
+        let entry = ConsentEntry {
+            id: new_id(),
+            object: "contacts".into(),
+            record_id: contact.id,
+            // The decision keeps the time the person made it.
+            at: format_timestamp(&at.unwrap_or_else(now_micros)),
+            given,
+            decision: decision(given).into(),
+            channel: crate::convert::CHANNEL.into(),
+            source: lead.text("gdpr_consent_source").map(str::to_string),
+            text_version: lead.text("gdpr_consent_version").map(str::to_string),
+            actor_id: Some(tenant.user_id),
+            ip: None,
+            note: Some(format!("Carried over from lead {} when it was converted", lead.number)),
+        };
+        insert_entry(tx, tenant.company_id, &entry).await?;
+        audit_rows.push(entry.audit_change());
+        out.logged = Some(entry);
+    }
+    audit::append(tx, &tenant.audit, &audit_rows).await?;
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
 // Data-subject export
 // ---------------------------------------------------------------------------------------
 
@@ -733,13 +859,18 @@ pub struct ErasureReport {
     pub consent_entries: u64,
     /// Qualification history entries whose free text was removed.
     pub qualification_entries: u64,
+    /// Mentions of the person's details outside their records, replaced.
+    pub elsewhere: Elsewhere,
 }
 
 /// Anonymises a person in one transaction: the lead or contact, every lead and contact with
 /// the same email address or phone number (and the contact a lead was converted to), and the
 /// free text of their activities and tasks. Records, links, statuses and amounts stay. The
 /// audit trail gets an `erase` row per erased field, without values, and earlier rows' values
-/// of those fields are redacted (the chain still verifies). Admins only.
+/// of those fields are redacted (the chain still verifies). Their email and phone are also
+/// replaced where other records' text mentions them (and those audit values redacted), and
+/// their email, phone and name in failed import rows, the system log and other free text
+/// (see `SPOTS`). Admins only.
 pub async fn erase_subject(db: &Db, tenant: &Tenant, object: &'static ObjectDef, id: Uuid) -> Result<ErasureReport> {
     let object = person_def(object)?;
     if !tenant.role.is_admin() {
@@ -799,9 +930,16 @@ pub async fn erase_subject(db: &Db, tenant: &Tenant, object: &'static ObjectDef,
         people.insert(person, ids);
     }
 
+    // What identifies them elsewhere, read before their records are erased.
+    let needles = Needles::collect(&mut tx, tenant.company_id, &people).await?;
+
     let mut audit_rows = Vec::new();
     let mut erased_people = Vec::new();
     let mut redaction = Redaction::default();
+    let add = |total: &mut Redaction, r: Redaction| {
+        total.redacted += r.redacted;
+        total.not_redactable += r.not_redactable;
+    };
     let lead_ids: Vec<Uuid> = people.get("leads").map(|s| s.iter().copied().collect()).unwrap_or_default();
     let contact_ids: Vec<Uuid> = people.get("contacts").map(|s| s.iter().copied().collect()).unwrap_or_default();
     for (person, ids) in &people {
@@ -810,8 +948,8 @@ pub async fn erase_subject(db: &Db, tenant: &Tenant, object: &'static ObjectDef,
         let (done, rows, red) = erase_rows(&mut tx, tenant, def(person)?, &ids, &custom).await?;
         erased_people.extend(done);
         audit_rows.extend(rows);
-        redaction.redacted += red.redacted;
-        redaction.not_redactable += red.not_redactable;
+        add(&mut redaction, red);
+        add(&mut redaction, redact_whole_rows(&mut tx, tenant.company_id, person, &ids).await?);
     }
 
     // Activities and tasks about them.
@@ -843,8 +981,8 @@ pub async fn erase_subject(db: &Db, tenant: &Tenant, object: &'static ObjectDef,
         let (done, rows, red) = erase_rows(&mut tx, tenant, def(table)?, ids, &custom).await?;
         counts.insert(*table, done.len());
         audit_rows.extend(rows);
-        redaction.redacted += red.redacted;
-        redaction.not_redactable += red.not_redactable;
+        add(&mut redaction, red);
+        add(&mut redaction, redact_whole_rows(&mut tx, tenant.company_id, table, ids).await?);
     }
 
     // The consent log keeps the decisions, not where they came from.
@@ -867,6 +1005,18 @@ pub async fn erase_subject(db: &Db, tenant: &Tenant, object: &'static ObjectDef,
     // Duplicate-detection keys are derived from names, emails and phones.
     let all_people: Vec<Uuid> = lead_ids.iter().chain(&contact_ids).copied().collect();
     dedupe::forget(&mut tx, tenant.company_id, &all_people).await?;
+
+    // Their details elsewhere: other records' text, failed import rows, the system log and
+    // other free text, then any audit value that still mentions their email or phone.
+    let mut elsewhere = Elsewhere::default();
+    if !needles.is_empty() {
+        let (records, rows, red) = scrub_records(db, &mut tx, tenant, &needles).await?;
+        elsewhere.records = records;
+        audit_rows.extend(rows);
+        add(&mut redaction, red);
+        elsewhere.rows = scrub_spots(&mut tx, tenant.company_id, &needles).await?;
+        add(&mut redaction, redact_mentions(&mut tx, tenant.company_id, &needles).await?);
+    }
 
     audit_rows.push(Change {
         object: object.name.clone(),
@@ -892,7 +1042,588 @@ pub async fn erase_subject(db: &Db, tenant: &Tenant, object: &'static ObjectDef,
         audit: redaction,
         consent_entries,
         qualification_entries,
+        elsewhere,
     })
+}
+
+// ---------------------------------------------------------------------------------------
+// Erasure: traces of the person outside their records
+// ---------------------------------------------------------------------------------------
+
+/// What replaces a mention of an erased person in free text.
+const ERASED_MARK: &str = "[erased]";
+
+/// What identifies an erased person in free text elsewhere, read before they are erased:
+/// email addresses (lower case), phone numbers (digits) and names (lower case).
+#[derive(Debug, Clone, Default)]
+struct Needles {
+    emails: BTreeSet<String>,
+    phones: BTreeSet<String>,
+    /// (first name, last name) of people with both.
+    names: BTreeSet<(String, String)>,
+}
+
+/// Lower-cases character by character where that keeps the byte length, so that positions
+/// in the result are positions in `s`.
+fn lower_aligned(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            let mut l = c.to_lowercase();
+            match (l.next(), l.next()) {
+                (Some(x), None) if x.len_utf8() == c.len_utf8() => x,
+                _ => c,
+            }
+        })
+        .collect()
+}
+
+/// A LIKE pattern for a value inside any text (`\` escapes).
+fn contains_pattern(s: &str) -> String {
+    let escaped: String = s.chars().flat_map(|c| if matches!(c, '%' | '_' | '\\') { vec!['\\', c] } else { vec![c] }).collect();
+    format!("%{escaped}%")
+}
+
+impl Needles {
+    async fn collect(tx: &mut Tx, company_id: Uuid, people: &BTreeMap<&'static str, BTreeSet<Uuid>>) -> Result<Needles> {
+        let mut n = Needles::default();
+        for (person, ids) in people {
+            let ids: Vec<Uuid> = ids.iter().copied().collect();
+            for chunk in ids.chunks(200) {
+                let mut q = Q::new(format!("SELECT email, phone, first_name, last_name FROM {person} WHERE company_id = "));
+                let p = q.param(Value::Uuid(company_id));
+                q.push(&p);
+                let ps: Vec<String> = chunk.iter().map(|i| q.param(Value::Uuid(*i))).collect();
+                q.push(&format!(" AND id IN ({})", ps.join(", ")));
+                for r in tx.fetch(&q, &[SqlType::Text, SqlType::Text, SqlType::Text, SqlType::Text]).await? {
+                    if let Some(e) = r.text(0).map(|e| lower_aligned(e.trim())).filter(|e| e.contains('@') && e.len() >= 3) {
+                        n.emails.insert(e);
+                    }
+                    let digits: String = r.text(1).unwrap_or_default().chars().filter(char::is_ascii_digit).collect();
+                    if digits.len() >= 7 {
+                        n.phones.insert(digits);
+                    }
+                    let name = |i: usize| r.text(i).map(|s| lower_aligned(s.trim())).filter(|s| s.chars().count() >= 2 && s != "erased");
+                    if let (Some(first), Some(last)) = (name(2), name(3)) {
+                        n.names.insert((first, last));
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.emails.is_empty() && self.phones.is_empty() && self.names.is_empty()
+    }
+
+    /// SQL that finds candidate text in `col` (lower-cased text): any email, a phone number
+    /// however it is punctuated, and with `names` both parts of a name. False positives are
+    /// dropped by `scrub`.
+    fn condition(&self, q: &mut Q, col: &str, names: bool) -> Vec<String> {
+        let text = format!("LOWER(CAST({col} AS TEXT))");
+        let mut ors = Vec::new();
+        for e in &self.emails {
+            ors.push(format!("{text} LIKE {} ESCAPE '\\'", q.param(Value::Text(contains_pattern(e)))));
+        }
+        if !self.phones.is_empty() {
+            // Digits as written, without the separators people put in numbers; the last seven
+            // digits are in every written form of the number (with or without country code).
+            let digits = ["' '", "'-'", "'.'", "'('", "')'", "'/'"].iter().fold(text.clone(), |t, sep| format!("REPLACE({t}, {sep}, '')"));
+            for p in &self.phones {
+                let tail = &p[p.len().saturating_sub(7)..];
+                ors.push(format!("{digits} LIKE {}", q.param(Value::Text(format!("%{tail}%")))));
+            }
+        }
+        if names {
+            for (first, last) in &self.names {
+                let a = q.param(Value::Text(contains_pattern(first)));
+                let b = q.param(Value::Text(contains_pattern(last)));
+                ors.push(format!("({text} LIKE {a} ESCAPE '\\' AND {text} LIKE {b} ESCAPE '\\')"));
+            }
+        }
+        ors
+    }
+
+    /// `text` with every mention of the person replaced; None when there is none. Names are
+    /// matched as "first last" only with `names`: a name alone does not identify anyone.
+    fn scrub(&self, text: &str, names: bool) -> Option<String> {
+        let mut out = text.to_string();
+        let mut hit = false;
+        let full: Vec<String> = if names { self.names.iter().map(|(f, l)| format!("{f} {l}")).collect() } else { Vec::new() };
+        for needle in self.emails.iter().chain(&full) {
+            if let Some(r) = replace_ci(&out, needle) {
+                out = r;
+                hit = true;
+            }
+        }
+        if let Some(r) = replace_phones(&out, &self.phones) {
+            out = r;
+            hit = true;
+        }
+        hit.then_some(out)
+    }
+
+    /// Whether a string is exactly one of the person's names (a cell of a row that is known
+    /// to be about them).
+    fn is_name_part(&self, s: &str) -> bool {
+        let s = lower_aligned(s.trim());
+        self.names.iter().any(|(f, l)| *f == s || *l == s)
+    }
+
+    /// A JSON value with mentions replaced; None when unchanged. A row that mentions the
+    /// person (an email, a phone, a full name, or first and last name in adjacent cells)
+    /// also loses the cells that hold just their first or last name.
+    fn scrub_json(&self, v: &Json, names: bool) -> Option<Json> {
+        let mut found = false;
+        let mut out = self.scrub_json_inner(v, names, &mut found);
+        if names && !found {
+            found = self.adjacent_names(v);
+        }
+        if found && names {
+            out = Some(self.drop_name_cells(out.as_ref().unwrap_or(v)));
+        }
+        out.filter(|o| o != v)
+    }
+
+    fn scrub_json_inner(&self, v: &Json, names: bool, found: &mut bool) -> Option<Json> {
+        match v {
+            Json::String(s) => self.scrub(s, names).map(|x| {
+                *found = true;
+                Json::String(x)
+            }),
+            Json::Array(a) => {
+                let new: Vec<Option<Json>> = a.iter().map(|x| self.scrub_json_inner(x, names, found)).collect();
+                new.iter()
+                    .any(Option::is_some)
+                    .then(|| Json::Array(new.into_iter().zip(a).map(|(n, o)| n.unwrap_or_else(|| o.clone())).collect()))
+            }
+            Json::Object(m) => {
+                let mut changed = false;
+                let mut out = Map::new();
+                for (k, x) in m {
+                    match self.scrub_json_inner(x, names, found) {
+                        Some(y) => {
+                            changed = true;
+                            out.insert(k.clone(), y);
+                        }
+                        None => {
+                            out.insert(k.clone(), x.clone());
+                        }
+                    }
+                }
+                changed.then_some(Json::Object(out))
+            }
+            _ => None,
+        }
+    }
+
+    fn adjacent_names(&self, v: &Json) -> bool {
+        match v {
+            Json::Array(a) => {
+                a.windows(2).any(|w| match (&w[0], &w[1]) {
+                    (Json::String(x), Json::String(y)) => {
+                        let (x, y) = (lower_aligned(x.trim()), lower_aligned(y.trim()));
+                        self.names.iter().any(|(f, l)| (*f == x && *l == y) || (*l == x && *f == y))
+                    }
+                    _ => false,
+                }) || a.iter().any(|x| self.adjacent_names(x))
+            }
+            Json::Object(m) => {
+                let get = |k: &str| m.get(k).and_then(Json::as_str).map(|s| lower_aligned(s.trim()));
+                let pair = get("first_name").zip(get("last_name")).is_some_and(|fl| self.names.contains(&fl));
+                pair || m.values().any(|x| self.adjacent_names(x))
+            }
+            _ => false,
+        }
+    }
+
+    fn drop_name_cells(&self, v: &Json) -> Json {
+        match v {
+            Json::String(s) if self.is_name_part(s) => Json::String(ERASED_MARK.into()),
+            Json::Array(a) => Json::Array(a.iter().map(|x| self.drop_name_cells(x)).collect()),
+            Json::Object(m) => Json::Object(m.iter().map(|(k, x)| (k.clone(), self.drop_name_cells(x))).collect()),
+            other => other.clone(),
+        }
+    }
+}
+
+/// `hay` with each case-insensitive occurrence of `needle` (lower case) replaced.
+fn replace_ci(hay: &str, needle: &str) -> Option<String> {
+    if needle.is_empty() {
+        return None;
+    }
+    let lower = lower_aligned(hay);
+    if !lower.contains(needle) {
+        return None;
+    }
+    let mut out = String::with_capacity(hay.len());
+    let mut last = 0;
+    for (i, _) in lower.match_indices(needle) {
+        out.push_str(&hay[last..i]);
+        out.push_str(ERASED_MARK);
+        last = i + needle.len();
+    }
+    out.push_str(&hay[last..]);
+    Some(out)
+}
+
+/// Separators people write inside phone numbers (a number may also open with `+` or `(`).
+fn phone_separator(c: char) -> bool {
+    matches!(c, ' ' | '-' | '.' | '(' | ')' | '/')
+}
+
+/// `hay` with each written form of one of `phones` (digits with their country code) replaced:
+/// "+91 98765 43210", "098765-43210" and "9876543210" are all +919876543210.
+fn replace_phones(hay: &str, phones: &BTreeSet<String>) -> Option<String> {
+    if phones.is_empty() {
+        return None;
+    }
+    let chars: Vec<(usize, char)> = hay.char_indices().collect();
+    let (mut out, mut last, mut hit, mut i) = (String::new(), 0, false, 0);
+    while i < chars.len() {
+        let (start, c) = chars[i];
+        let after_digit = i > 0 && chars[i - 1].1.is_ascii_digit();
+        if !(c.is_ascii_digit() || c == '+' || c == '(') || after_digit {
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        while j < chars.len() && (chars[j].1.is_ascii_digit() || phone_separator(chars[j].1)) {
+            j += 1;
+        }
+        while j > i + 1 && !chars[j - 1].1.is_ascii_digit() {
+            j -= 1;
+        }
+        let end = chars.get(j).map_or(hay.len(), |x| x.0);
+        if let Some(from) = phone_in(&hay[start..end], phones) {
+            out.push_str(&hay[last..start + from]);
+            out.push_str(ERASED_MARK);
+            last = end;
+            hit = true;
+        }
+        i = j;
+    }
+    if !hit {
+        return None;
+    }
+    out.push_str(&hay[last..]);
+    Some(out)
+}
+
+/// Where in a run of digits and separators one of `phones` starts, when the run ends with
+/// it: a run may carry the country code or a trunk zero, or start with other digits.
+fn phone_in(run: &str, phones: &BTreeSet<String>) -> Option<usize> {
+    let mut prev_digit = false;
+    for (k, c) in run.char_indices() {
+        let starts_group = (c.is_ascii_digit() || c == '+' || c == '(') && !prev_digit;
+        prev_digit = c.is_ascii_digit();
+        if !starts_group {
+            continue;
+        }
+        let digits: String = run[k..].chars().filter(char::is_ascii_digit).collect();
+        let d = digits.trim_start_matches('0');
+        if d.len() < 7 {
+            return None;
+        }
+        // The whole number, or the national number without a country code of up to 3 digits.
+        if phones.iter().any(|p| p == d || (p.ends_with(d) && d.len() + 3 >= p.len())) {
+            return Some(k);
+        }
+    }
+    None
+}
+
+/// Drops the values of audit rows (keeping their digests, so the chain verifies); rows
+/// written before salted digests are counted and keep their values.
+async fn redact_audit_rows(tx: &mut Tx, company_id: Uuid, rows: &[Row]) -> Result<Redaction> {
+    // Columns: id, hash_v, value_salt, old_value, new_value, old_digest, new_digest.
+    let mut out = Redaction::default();
+    for r in rows {
+        if r.int(1).unwrap_or(1) < 2 {
+            out.not_redactable += 1;
+            continue;
+        }
+        let salt = r.text(2).unwrap_or_default();
+        let digest = |value: Option<String>, stored: Option<String>| match value {
+            Some(v) => audit::value_digest(&salt, Some(&v)),
+            None => stored,
+        };
+        let opt_text = |v: Option<String>| v.map_or(Value::Null(SqlType::Text), Value::Text);
+        tx.execute(
+            &Q::new(
+                "UPDATE audit_log SET old_digest = $1, new_digest = $2, old_value = NULL, new_value = NULL, value_salt = NULL \
+                 WHERE company_id = $3 AND id = $4",
+            )
+            .bind(opt_text(digest(r.text(3), r.text(5))))
+            .bind(opt_text(digest(r.text(4), r.text(6))))
+            .bind(Value::Uuid(company_id))
+            .bind(r.uuid(0).map_or(Value::Null(SqlType::Uuid), Value::Uuid)),
+        )
+        .await?;
+        out.redacted += 1;
+    }
+    Ok(out)
+}
+
+const AUDIT_REDACT_COLS: &str = "id, hash_v, value_salt, old_value, new_value, old_digest, new_digest";
+const AUDIT_REDACT_TYPES: &[SqlType] =
+    &[SqlType::Uuid, SqlType::Int, SqlType::Text, SqlType::Text, SqlType::Text, SqlType::Text, SqlType::Text];
+
+/// Audit rows of the erased records that hold a whole record's values at once (imports
+/// audit a created record in one row without a field; merges summarise in one): their
+/// values go too, whatever they mention (not the summaries of earlier erasures).
+async fn redact_whole_rows(tx: &mut Tx, company_id: Uuid, object: &str, ids: &[Uuid]) -> Result<Redaction> {
+    let mut out = Redaction::default();
+    for chunk in ids.chunks(200) {
+        let mut q = Q::new(format!("SELECT {AUDIT_REDACT_COLS} FROM audit_log WHERE company_id = "));
+        let p = q.param(Value::Uuid(company_id));
+        q.push(&p);
+        let p = q.param(Value::Text(object.into()));
+        let ps: Vec<String> = chunk.iter().map(|i| q.param(Value::Uuid(*i))).collect();
+        q.push(&format!(
+            " AND object = {p} AND record_id IN ({}) AND field IS NULL AND action <> 'erase' AND (old_value IS NOT NULL OR new_value IS NOT NULL)",
+            ps.join(", ")
+        ));
+        let rows = tx.fetch(&q, AUDIT_REDACT_TYPES).await?;
+        let r = redact_audit_rows(tx, company_id, &rows).await?;
+        out.redacted += r.redacted;
+        out.not_redactable += r.not_redactable;
+    }
+    Ok(out)
+}
+
+/// Audit rows of any record whose old or new value mentions the person's email or phone.
+async fn redact_mentions(tx: &mut Tx, company_id: Uuid, n: &Needles) -> Result<Redaction> {
+    let mut q = Q::new(format!("SELECT {AUDIT_REDACT_COLS} FROM audit_log WHERE company_id = "));
+    let p = q.param(Value::Uuid(company_id));
+    q.push(&p);
+    let mut ors = n.condition(&mut q, "old_value", false);
+    ors.extend(n.condition(&mut q, "new_value", false));
+    if ors.is_empty() {
+        return Ok(Redaction::default());
+    }
+    q.push(&format!(" AND ({})", ors.join(" OR ")));
+    let rows: Vec<Row> = tx
+        .fetch(&q, AUDIT_REDACT_TYPES)
+        .await?
+        .into_iter()
+        .filter(|r| [r.text(3), r.text(4)].iter().flatten().any(|v| n.scrub(v, false).is_some()))
+        .collect();
+    redact_audit_rows(tx, company_id, &rows).await
+}
+
+/// Text and JSON fields of any record (other people's notes, deals, activities, accounts …)
+/// that mention the person's email or phone: the mention is replaced (an email, phone or URL
+/// field that holds it is emptied), audited as an `erase` without values, and earlier audit
+/// values of those fields are redacted. Names are left: a name alone is not the person.
+async fn scrub_records(db: &Db, tx: &mut Tx, tenant: &Tenant, n: &Needles) -> Result<(Vec<Erased>, Vec<Change>, Redaction)> {
+    let mut done = Vec::new();
+    let mut audit_rows = Vec::new();
+    let mut red = Redaction::default();
+    if n.emails.is_empty() && n.phones.is_empty() {
+        return Ok((done, audit_rows, red));
+    }
+    let now = now_micros();
+    for object in corvid_core::objects() {
+        let fields: Vec<&corvid_core::Field> = object
+            .fields
+            .iter()
+            .filter(|f| {
+                matches!(f.kind, FieldKind::Text { .. } | FieldKind::LongText { .. } | FieldKind::Email | FieldKind::Phone | FieldKind::Url)
+            })
+            .collect();
+        let mut q = Q::new(String::new());
+        let pc = q.param(Value::Uuid(tenant.company_id));
+        let mut ors = Vec::new();
+        for f in &fields {
+            ors.extend(n.condition(&mut q, &f.name, false));
+        }
+        ors.extend(n.condition(&mut q, "custom", false));
+        let cols: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
+        q.sql = format!(
+            "SELECT id, number, custom{}{} FROM {} WHERE company_id = {pc} AND ({})",
+            if cols.is_empty() { "" } else { ", " },
+            cols.join(", "),
+            object.name,
+            ors.join(" OR ")
+        );
+        let mut types = vec![SqlType::Uuid, SqlType::Text, SqlType::Json];
+        types.extend(fields.iter().map(|_| SqlType::Text));
+        for row in tx.fetch(&q, &types).await? {
+            let Some(id) = row.uuid(0) else { continue };
+            let mut q = Q::new(String::new());
+            let mut sets = Vec::new();
+            let mut erased = Vec::new();
+            for (i, f) in fields.iter().enumerate() {
+                let Some(text) = row.text(3 + i) else { continue };
+                let Some(new) = n.scrub(&text, false) else { continue };
+                // A contact detail with a mark in it would not be valid: it goes.
+                let v = match f.kind {
+                    FieldKind::Email | FieldKind::Phone | FieldKind::Url if !f.required => Value::Null(SqlType::Text),
+                    FieldKind::Email | FieldKind::Phone | FieldKind::Url => Value::Text(ERASED_MARK.into()),
+                    _ => Value::Text(new),
+                };
+                sets.push(format!("{} = {}", f.name, q.param(v)));
+                erased.push(f.name.clone());
+            }
+            if let Some(custom) = row.json(2).filter(|j| j.is_object()) {
+                if let Some(new) = n.scrub_json(&custom, false) {
+                    if let (Some(a), Some(b)) = (custom.as_object(), new.as_object()) {
+                        erased.extend(a.iter().filter(|(k, v)| b.get(*k) != Some(*v)).map(|(k, _)| k.clone()));
+                    }
+                    sets.push(format!("custom = {}", q.param(Value::Json(new))));
+                }
+            }
+            if sets.is_empty() {
+                continue;
+            }
+            let pn = q.param(Value::Timestamp(now));
+            let pu = q.param(Value::Uuid(tenant.user_id));
+            let pc = q.param(Value::Uuid(tenant.company_id));
+            let pi = q.param(Value::Uuid(id));
+            q.sql = format!(
+                "UPDATE {} SET {}, version = version + 1, updated_at = {pn}, updated_by = {pu} WHERE company_id = {pc} AND id = {pi}",
+                object.name,
+                sets.join(", ")
+            );
+            tx.execute(&q).await?;
+            for f in &erased {
+                audit_rows.push(Change {
+                    object: object.name.clone(),
+                    record_id: Some(id),
+                    action: "erase".into(),
+                    field: Some(f.clone()),
+                    old: None,
+                    new: None,
+                });
+            }
+            let r = audit::redact(tx, tenant.company_id, &object.name, &[id], &erased).await?;
+            red.redacted += r.redacted;
+            red.not_redactable += r.not_redactable;
+            // Duplicate-detection keys are built from emails and phones.
+            let rec = tenant.records(db, object).get_in_tx(tx, id).await?;
+            if rec.deleted_at.is_none() {
+                dedupe::index_record(tx, tenant.company_id, &object.name, &rec).await?;
+            } else {
+                dedupe::forget(tx, tenant.company_id, &[id]).await?;
+            }
+            done.push(Erased { object: object.name.clone(), id, number: row.text(1).unwrap_or_default(), fields: erased });
+        }
+    }
+    Ok((done, audit_rows, red))
+}
+
+/// A table outside the records that may hold a person's details in free text.
+struct Spot {
+    table: &'static str,
+    /// The columns that identify a row.
+    keys: &'static [(&'static str, SqlType)],
+    texts: &'static [&'static str],
+    jsons: &'static [&'static str],
+    /// Which rows belong to the company; `{c}` is the company id.
+    scope: &'static str,
+}
+
+const COMPANY: &str = "company_id = {c}";
+
+/// Where else a person shows up: rows of failed imports (the file's cells), the system log
+/// (messages and fields; entries without a company too), job payloads and results, score
+/// and engagement history, consent notes, duplicate-scan reports, saved list queries.
+const SPOTS: &[Spot] = &[
+    Spot {
+        table: "import_errors",
+        keys: &[("import_id", SqlType::Uuid), ("row_number", SqlType::Int), ("field", SqlType::Text)],
+        texts: &["reason"],
+        jsons: &["raw"],
+        scope: "import_id IN (SELECT id FROM imports WHERE company_id = {c})",
+    },
+    Spot {
+        table: "system_logs",
+        keys: &[("id", SqlType::Uuid)],
+        texts: &["message"],
+        jsons: &["fields"],
+        scope: "(company_id = {c} OR company_id IS NULL)",
+    },
+    Spot {
+        table: "jobs",
+        keys: &[("id", SqlType::Uuid)],
+        texts: &["progress_message", "last_error"],
+        jsons: &["payload", "result"],
+        scope: COMPANY,
+    },
+    Spot { table: "imports", keys: &[("id", SqlType::Uuid)], texts: &["error"], jsons: &[], scope: COMPANY },
+    Spot { table: "lead_score_history", keys: &[("id", SqlType::Uuid)], texts: &["reason"], jsons: &[], scope: COMPANY },
+    Spot { table: "lead_engagement_events", keys: &[("id", SqlType::Uuid)], texts: &["source"], jsons: &["details"], scope: COMPANY },
+    Spot { table: "consent_log", keys: &[("id", SqlType::Uuid)], texts: &["note", "source"], jsons: &[], scope: COMPANY },
+    Spot {
+        table: "dedupe_clusters",
+        keys: &[("scan_id", SqlType::Uuid), ("seq", SqlType::Int)],
+        texts: &[],
+        jsons: &["members", "pairs"],
+        scope: COMPANY,
+    },
+    Spot { table: "saved_views", keys: &[("id", SqlType::Uuid)], texts: &["query"], jsons: &[], scope: COMPANY },
+];
+
+/// Replaces the person's details in the rows of `SPOTS`; returns rows changed per table.
+async fn scrub_spots(tx: &mut Tx, company_id: Uuid, n: &Needles) -> Result<BTreeMap<String, u64>> {
+    let mut out = BTreeMap::new();
+    for spot in SPOTS {
+        let mut q = Q::new(String::new());
+        let pc = q.param(Value::Uuid(company_id));
+        let mut ors = Vec::new();
+        for col in spot.texts.iter().chain(spot.jsons) {
+            ors.extend(n.condition(&mut q, col, true));
+        }
+        if ors.is_empty() {
+            continue;
+        }
+        let keys: Vec<&str> = spot.keys.iter().map(|(k, _)| *k).collect();
+        let cols: Vec<&str> = keys.iter().chain(spot.texts).chain(spot.jsons).copied().collect();
+        q.sql =
+            format!("SELECT {} FROM {} WHERE {} AND ({})", cols.join(", "), spot.table, spot.scope.replace("{c}", &pc), ors.join(" OR "));
+        let mut types: Vec<SqlType> = spot.keys.iter().map(|(_, t)| *t).collect();
+        types.extend(spot.texts.iter().map(|_| SqlType::Text));
+        types.extend(spot.jsons.iter().map(|_| SqlType::Json));
+        let mut changed = 0;
+        for row in tx.fetch(&q, &types).await? {
+            let mut q = Q::new(String::new());
+            let mut sets = Vec::new();
+            for (i, col) in spot.texts.iter().enumerate() {
+                if let Some(new) = row.text(keys.len() + i).and_then(|t| n.scrub(&t, true)) {
+                    sets.push(format!("{col} = {}", q.param(Value::Text(new))));
+                }
+            }
+            for (i, col) in spot.jsons.iter().enumerate() {
+                if let Some(new) = row.json(keys.len() + spot.texts.len() + i).and_then(|j| n.scrub_json(&j, true)) {
+                    sets.push(format!("{col} = {}", q.param(Value::Json(new))));
+                }
+            }
+            if sets.is_empty() {
+                continue;
+            }
+            let mut wheres = Vec::new();
+            for (i, (k, _)) in spot.keys.iter().enumerate() {
+                let v = row.0.get(i).cloned().unwrap_or(Value::Null(SqlType::Text));
+                wheres.push(format!("{k} = {}", q.param(v)));
+            }
+            q.sql = format!("UPDATE {} SET {} WHERE {}", spot.table, sets.join(", "), wheres.join(" AND "));
+            changed += tx.execute(&q).await?;
+        }
+        if changed > 0 {
+            out.insert(spot.table.to_string(), changed);
+        }
+    }
+    Ok(out)
+}
+
+/// What erasure removed outside the person's own records.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Elsewhere {
+    /// Other records whose text mentioned the person's email or phone.
+    pub records: Vec<Erased>,
+    /// Rows changed per table (failed import rows, system log entries, jobs …).
+    pub rows: BTreeMap<String, u64>,
 }
 
 /// Whether a table exists: tables of other features are handled only when they are there.
@@ -1043,4 +1774,51 @@ async fn erase_rows(
     names.extend(custom_personal.iter().cloned());
     let red = audit::redact(tx, tenant.company_id, &object.name, ids, &names).await?;
     Ok((done, audit_rows, red))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn needles() -> Needles {
+        Needles {
+            emails: BTreeSet::from(["meera.pillai@wipe.test".to_string()]),
+            phones: BTreeSet::from(["919811122233".to_string()]),
+            names: BTreeSet::from([("meera".to_string(), "pillai".to_string())]),
+        }
+    }
+
+    #[test]
+    fn emails_and_phones_are_found_however_they_are_written() {
+        let n = needles();
+        assert_eq!(n.scrub("Mail MEERA.Pillai@wipe.test today", false).as_deref(), Some("Mail [erased] today"));
+        for written in ["+91 98111 22233", "+919811122233", "098111-22233", "9811122233", "(98111) 22233"] {
+            assert_eq!(n.scrub(&format!("call {written}."), false).as_deref(), Some("call [erased]."), "{written}");
+        }
+        // Other numbers, and numbers that merely end alike, stay.
+        assert_eq!(n.scrub("order 12 and 5919811122233 and 22233", false), None);
+        assert_eq!(n.scrub("ref 12 9811122233", false).as_deref(), Some("ref 12 [erased]"));
+        // Names only with `names`, and only the full name.
+        assert_eq!(n.scrub("Meera Pillai called", false), None);
+        assert_eq!(n.scrub("Meera Pillai called", true).as_deref(), Some("[erased] called"));
+        assert_eq!(n.scrub("Meera called", true), None);
+        // Unicode around a match keeps its place.
+        assert_eq!(n.scrub("Ärger: meera.pillai@wipe.test ✓", false).as_deref(), Some("Ärger: [erased] ✓"));
+    }
+
+    #[test]
+    fn rows_about_the_person_lose_their_name_cells() {
+        let n = needles();
+        let row = json!(["MEERA.PILLAI@wipe.test", "Meera", "Pillai", "98111 22233", "lots"]);
+        assert_eq!(n.scrub_json(&row, true), Some(json!(["[erased]", "[erased]", "[erased]", "[erased]", "lots"])));
+        // First and last name side by side identify the row too.
+        assert_eq!(n.scrub_json(&json!(["Meera", "Pillai", "x@y.test"]), true), Some(json!(["[erased]", "[erased]", "x@y.test"])));
+        // A lone first name in someone else's row stays.
+        assert_eq!(n.scrub_json(&json!(["Meera", "Shah", "m@shah.test"]), true), None);
+        assert_eq!(
+            n.scrub_json(&json!({"first_name": "Meera", "last_name": "Pillai"}), true),
+            Some(json!({"first_name": "[erased]", "last_name": "[erased]"}))
+        );
+        assert_eq!(n.scrub_json(&json!({"n": 3}), true), None);
+    }
 }

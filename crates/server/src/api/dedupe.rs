@@ -1,4 +1,4 @@
-//! Duplicate detection through the API: the likely duplicates of a record, merging leads,
+//! Duplicate detection through the API: the likely duplicates of a record, merging leads or contacts,
 //! dismissing a pair, the company's policy, and the whole-base scan (the `dedupe.scan` job)
 //! with its report of clusters.
 
@@ -57,8 +57,21 @@ pub async fn account_duplicates(State(st): State<AppState>, Member(t): Member, p
 
 /// `POST .../leads/merge`
 pub async fn merge_leads(State(st): State<AppState>, Member(t): Member, JsonBody(body, _): JsonBody<MergeRequest>) -> ApiResult<Response> {
-    let object = def("leads")?;
-    let out = merge::merge(&st.db, &t, object, &body).await?;
+    merge_records(&st, &t, "leads", &body).await
+}
+
+/// `POST .../contacts/merge`
+pub async fn merge_contacts(
+    State(st): State<AppState>,
+    Member(t): Member,
+    JsonBody(body, _): JsonBody<MergeRequest>,
+) -> ApiResult<Response> {
+    merge_records(&st, &t, "contacts", &body).await
+}
+
+async fn merge_records(st: &AppState, t: &Tenant, object: &str, body: &MergeRequest) -> ApiResult<Response> {
+    let object = def(object)?;
+    let out = merge::merge(&st.db, t, object, body).await?;
     let custom = t.records(&st.db, object).custom_fields().await?;
     Ok(Json(json!({
         "survivor": to_json(object, &custom, &out.survivor, None),

@@ -183,13 +183,17 @@ pub async fn erase(State(st): State<AppState>, page: Page, p: crate::extract::Pa
         return Err(WebError::new(StatusCode::FORBIDDEN, "Only Admins can erase personal data."));
     }
     let report = privacy::erase_subject(&st.db, &page.tenant, object, id).await?;
-    let msg = format!(
+    let mut msg = format!(
         "Personal data erased: {} {}, {} activities and {} tasks anonymised.",
         report.people.len(),
         if report.people.len() == 1 { "person record" } else { "person records" },
         report.activities,
         report.tasks
     );
+    let (records, rows) = (report.elsewhere.records.len(), report.elsewhere.rows.values().sum::<u64>());
+    if records + rows as usize > 0 {
+        msg.push_str(&format!(" Mentions removed from {records} other records and {rows} log, import and job entries."));
+    }
     Ok(redirect(&headers, &format!("{}/{}/{id}?notice={}", page.ctx.base(), object.name, urlencode(&msg))))
 }
 
