@@ -294,3 +294,29 @@ async fn custom_roles_and_changed_defaults_take_effect_on_the_next_request() {
         assert_eq!(ids(&app.get(&o.manager, &o.manager.path("leads")).await).len(), 1);
     }
 }
+
+#[tokio::test]
+async fn duplicate_candidates_outside_the_scope_keep_their_reasons_but_not_their_titles() {
+    for app in TestApp::all().await {
+        let o = org(&app).await;
+        let r = app
+            .call(axum::http::Method::PUT, &o.admin.path("data/dedupe/policy"), Some(&o.admin.token), Some(json!({"policy": "block"})), &[])
+            .await;
+        assert!(r.status.is_success(), "{r:?}");
+        let theirs = lead(&app, &o.outsider, json!({"first_name": "Kavya", "last_name": "Narayanan", "email": "kavya.n@lotus.in"})).await;
+        let snap = app.snapshot().await;
+        let r = app
+            .post(&o.rep1, &o.rep1.path("leads"), json!({"first_name": "Kavya", "last_name": "Narayanan", "email": "kavya.n@lotus.in"}))
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+        let c = &r.body["candidates"][0];
+        assert_eq!(c["id"], theirs.as_str());
+        assert!(c["title"].as_str().is_some_and(|t| t.contains("outside your access")), "{r:?}");
+        assert!(!r.text.contains("LEAD-0"), "no number of the hidden record: {}", r.text);
+        assert!(!c["reasons"].as_array().expect("reasons").is_empty());
+        assert_eq!(app.snapshot().await, snap);
+        // An Admin, who reads every lead, opens the candidate list itself.
+        let r = app.get(&o.admin, &o.admin.path(&format!("leads/{theirs}/duplicates"))).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    }
+}

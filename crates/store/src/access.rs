@@ -242,6 +242,32 @@ impl Access {
     }
 }
 
+/// Likely duplicates as this member may see them: a candidate outside their read scope keeps
+/// its score and reasons (the duplicate policy must still be explainable) but not its number
+/// or title.
+pub async fn visible_candidates(
+    db: &Db,
+    tenant: &crate::Tenant,
+    found: Vec<crate::dedupe::Candidate>,
+) -> Result<Vec<crate::dedupe::Candidate>> {
+    let mut out = Vec::with_capacity(found.len());
+    for mut c in found {
+        let Some(def) = corvid_core::object(&c.object) else { continue };
+        if tenant.access.scope(&def.name, Action::Read) != Scope::All {
+            let q = Q::new(format!("SELECT {} FROM {} WHERE company_id = $1 AND id = $2", owner_column(&def.name), def.name))
+                .bind(Value::Uuid(tenant.company_id))
+                .bind(Value::Uuid(c.id));
+            let owner = db.fetch_one(&q, &[SqlType::Uuid]).await?.and_then(|r| r.uuid(0));
+            if !tenant.access.allows(&def.name, Action::Read, owner) {
+                c.number = String::new();
+                c.title = format!("A {} outside your access", def.singular);
+            }
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
 pub fn owner_of(object: &ObjectDef, record: &Record) -> Option<Uuid> {
     match record.fields.get(owner_column(&object.name)) {
         Some(Value::Uuid(u)) => Some(*u),

@@ -12,6 +12,7 @@ use crate::db::{Db, Tx, Q};
 use crate::dedupe;
 use crate::records::Tenant;
 use crate::{Result, StoreError};
+use corvid_core::access::Action;
 use corvid_core::meta::{DeleteMode, Field, FieldKind, ObjectDef};
 use corvid_core::record::{to_json, Record};
 use corvid_core::value::now_micros;
@@ -265,6 +266,9 @@ pub async fn merge(db: &Db, tenant: &Tenant, object: &'static ObjectDef, req: &M
     let mut loaded: BTreeMap<Uuid, Record> = BTreeMap::new();
     for id in &all {
         let rec = records.get_for_update(&mut tx, *id).await?;
+        // The survivor is edited, the others end as deleted: each within the member's scope.
+        let action = if *id == plan.survivor { Action::Edit } else { Action::Delete };
+        records.authorize(action, &rec)?;
         if rec.deleted_at.is_some() {
             let msg = match merged_into_tx(&mut tx, object, tenant.company_id, *id).await? {
                 Some(to) => format!("{} was already merged into {to}", rec.number),

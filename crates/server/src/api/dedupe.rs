@@ -30,6 +30,7 @@ fn def(name: &str) -> ApiResult<&'static ObjectDef> {
 async fn duplicates(st: &AppState, t: &Tenant, object: &str, id: Uuid) -> ApiResult<Response> {
     let object = def(object)?;
     let (rec, found) = dedupe::duplicates_of(&st.db, t, object, id).await?;
+    let found = corvid_store::access::visible_candidates(&st.db, t, found).await?;
     let policy = dedupe::policy(&st.db, t.company_id).await?;
     Ok(Json(json!({
         "record": {"object": object.name, "id": rec.id, "number": rec.number, "title": rec.title(object)},

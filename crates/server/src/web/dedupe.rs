@@ -117,6 +117,7 @@ pub async fn panel(State(st): State<AppState>, page: Page, p: crate::extract::Pa
     let object = corvid_core::object(p.str("object")).filter(|o| dedupe::Kind::of(&o.name).is_some()).ok_or_else(WebError::not_found)?;
     let id = Uuid::parse_str(p.str("id")).map_err(|_| WebError::not_found())?;
     let (_, found) = dedupe::duplicates_of(&st.db, &page.tenant, object, id).await?;
+    let found = corvid_store::access::visible_candidates(&st.db, &page.tenant, found).await?;
     let base = page.ctx.base();
     let rows = panel_rows(&base, id, &found);
     let lead_ids: Vec<Uuid> = std::iter::once(id).chain(found.iter().filter(|c| c.object == "leads").map(|c| c.id)).take(10).collect();
