@@ -320,3 +320,41 @@ async fn duplicate_candidates_outside_the_scope_keep_their_reasons_but_not_their
         assert_eq!(r.status, StatusCode::OK, "{r:?}");
     }
 }
+
+/// Every GET route of the API, as the rep from whom `email` is hidden: the secret appears in
+/// no answer (lists, records, timelines, history, statistics, exports, duplicates, reports...).
+#[tokio::test]
+async fn a_hidden_field_appears_in_no_response_of_any_route() {
+    for app in TestApp::all().await {
+        let o = org(&app).await;
+        set_role(&app, &o.admin, "sales_rep", "sales_rep", json!({"leads": {"read": "team", "create": "own", "edit": "own", "delete": "own", "import": "none", "export": "own", "fields": {"email": "hidden"}}})).await;
+        let secret = "zq.hidden.person@secretmail.in";
+        let id =
+            lead(&app, &o.manager, json!({"first_name": "Hidden", "last_name": "Person", "email": secret, "owner_id": o.rep1.user_id}))
+                .await;
+        // Give the lead a timeline and a history.
+        let r = app
+            .patch(&o.manager, &o.manager.path(&format!("leads/{id}")), json!({"email": "zq.changed@secretmail.in", "version": 1}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        let doc = app.call(axum::http::Method::GET, "/api/openapi.json", None, None, &[]).await;
+        let paths = doc.body["paths"].as_object().expect("paths").clone();
+        let mut checked = 0;
+        for (path, ops) in paths {
+            if ops.get("get").is_none() || !path.starts_with("/api/v1/companies/{company_id}") {
+                continue;
+            }
+            let mut url = path.replace("{company_id}", &o.rep1.company_id).replace("{object}", "leads").replace("{id}", &id);
+            url = url.replace("{user_id}", &o.rep1.user_id);
+            if url.contains('{') {
+                continue;
+            }
+            let url = if url.ends_with("/data/export") { format!("{url}?object=leads&format=csv") } else { url };
+            let r = app.get(&o.rep1, &url).await;
+            assert!(!r.status.is_server_error(), "{url}: {r:?}");
+            assert!(!r.text.contains("secretmail"), "{url} shows the hidden email: {}", r.text);
+            checked += 1;
+        }
+        assert!(checked >= 30, "only {checked} routes checked");
+    }
+}

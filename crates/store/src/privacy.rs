@@ -715,6 +715,23 @@ pub async fn export_subject(db: &Db, tenant: &Tenant, object: &'static ObjectDef
     let object = person_def(object)?;
     let records = tenant.records(db, object);
     let rec = records.get(id).await?;
+    // A data-subject export must be complete, and it is an export: it needs the export scope
+    // and a role from which no field of the records it gathers is hidden.
+    tenant.access.require(object, corvid_core::access::Action::Export)?;
+    if !tenant.access.allows_record(object, corvid_core::access::Action::Export, &rec) {
+        return Err(StoreError::Forbidden(format!("the {} role cannot export this {}", tenant.access.role_label, object.singular)));
+    }
+    let hidden: Vec<String> = ["leads", "contacts", "activities", "tasks", "deals"]
+        .iter()
+        .flat_map(|o| tenant.access.hidden_fields(o).into_iter().map(move |f| format!("{o}.{f}")))
+        .collect();
+    if !hidden.is_empty() {
+        return Err(StoreError::Forbidden(format!(
+            "a data-subject export must be complete, and {} are hidden from the {} role; ask an Admin",
+            hidden.join(", "),
+            tenant.access.role_label
+        )));
+    }
     let custom = records.custom_fields().await?;
     let link = if object.name == "leads" { "lead_id" } else { "contact_id" };
     let activities = all_matching(db, tenant, def("activities")?, &pair(&format!("filter[{link}]"), id)).await?;
