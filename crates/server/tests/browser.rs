@@ -7,7 +7,7 @@ mod common;
 
 use common::browser::{browser, serve, shot, sign_in, start_driver, text, wait_text, Options};
 use common::TestApp;
-use fantoccini::{Client, Locator};
+use fantoccini::Locator;
 use serde_json::json;
 use std::time::Duration;
 

@@ -383,7 +383,21 @@ pub fn search_words(text: &str) -> Vec<String> {
     folded.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).take(8).map(str::to_string).collect()
 }
 
+/// Whether a filter value holds a NUL character (also inside an `in` list).
+fn has_nul(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(has_nul),
+        _ => false,
+    }
+}
+
 fn condition_sql(q: &mut Q, backend: Backend, t: &Target, c: &Condition) -> Result<String, String> {
+    // PostgreSQL text cannot hold NUL, so the database would fail the query (a 500); no stored
+    // value contains one either, so it is bad input on both backends.
+    if has_nul(&c.value) {
+        return Err("must not contain NUL characters".into());
+    }
     let ty = t.ty();
     let kind = t.kind();
     let is_list = ty == SqlType::Json;

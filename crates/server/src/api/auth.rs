@@ -105,7 +105,8 @@ pub struct LoginBody {
 /// Verifies credentials with throttling per email and per client address. Shared with the
 /// web sign-in form.
 pub async fn check_credentials(st: &AppState, meta: &ClientMeta, email: &str, password: &str) -> ApiResult<auth::User> {
-    if email.len() > 320 || password.len() > 1024 {
+    // NUL can match no account, and PostgreSQL refuses it in a query (a 500 to anyone).
+    if email.len() > 320 || password.len() > 1024 || email.contains('\0') || password.contains('\0') {
         return Err(ApiError::Unauthorized("wrong email or password".into()));
     }
     let keys = [format!("email:{}", auth::normalise_email(email)), format!("ip:{}", meta.ip.as_deref().unwrap_or("-"))];
@@ -261,7 +262,14 @@ pub async fn refresh(
         return Err(ApiError::Unauthorized("the refresh token is invalid".into()));
     }
     match auth::rotate_refresh(&st.db, &body.refresh_token, meta.ip.as_deref(), meta.user_agent.as_deref()).await? {
-        RefreshOutcome::Rotated { user_id, family, token } => Ok(Json(session_response(&st, user_id, Some((family, token)), &meta).await?)),
+        RefreshOutcome::Rotated { user_id, family, token } => {
+            // A deactivated user's sessions end here, as sign-in and access tokens already refuse them.
+            if !auth::user_by_id(&st.db, user_id).await?.is_some_and(|u| u.is_active) {
+                auth::revoke_family(&st.db, family).await?;
+                return Err(ApiError::Unauthorized("this user is deactivated".into()));
+            }
+            Ok(Json(session_response(&st, user_id, Some((family, token)), &meta).await?))
+        }
         RefreshOutcome::Invalid => Err(ApiError::Unauthorized("the refresh token is invalid, expired or revoked".into())),
         RefreshOutcome::Reused => {
             tracing::warn!(ip = meta.ip.as_deref().unwrap_or("-"), "refresh token reuse; session revoked");
@@ -417,6 +425,10 @@ fn reset_email(to: &str, name: &str, link: &str) -> crate::mail::Email {
 /// answer takes the same time either way.
 pub async fn request_password_reset(st: &AppState, meta: &ClientMeta, email: &str, host: Option<&str>, https: bool) -> ApiResult<()> {
     throttle_auth(st, meta, "reset")?;
+    if email.contains('\0') {
+        // No account has such an address (and PostgreSQL refuses NUL): the usual answer.
+        return Ok(());
+    }
     let email = auth::normalise_email(email);
     let email_key = format!("reset:email:{}", &auth::token_hash(&email)[..24]);
     st.limiter

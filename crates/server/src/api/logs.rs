@@ -31,8 +31,8 @@ pub fn parse_cursor(s: &str) -> Option<(DateTime<Utc>, Uuid)> {
 
 /// Parses the query into a filter for `company_id`; errors name the parameter.
 pub fn filter_from_query(company_id: Uuid, raw: Option<&str>) -> ApiResult<Filter> {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|_| ApiError::bad_request("the query string could not be read"))?;
+    // Shared reading of query strings (refuses NUL, which PostgreSQL cannot search for).
+    let pairs = crate::api::records::query_pairs(raw)?;
     let mut f = Filter { company_id, limit: PAGE, ..Default::default() };
     for (k, v) in pairs {
         let v = v.trim().to_string();

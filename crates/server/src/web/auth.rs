@@ -148,10 +148,11 @@ pub async fn register_submit(
     if f.password.chars().count() < 10 || f.password.chars().count() > 200 {
         errors.push(("password".into(), "Use 10 to 200 characters.".into()));
     }
-    if f.name.trim().is_empty() || f.name.chars().count() > 200 {
+    // NUL is never text (and PostgreSQL refuses it, which would be a 500 for anyone).
+    if f.name.trim().is_empty() || f.name.chars().count() > 200 || f.name.contains('\0') {
         errors.push(("name".into(), "Tell us your name (up to 200 characters).".into()));
     }
-    if f.company_name.trim().is_empty() || f.company_name.chars().count() > 200 {
+    if f.company_name.trim().is_empty() || f.company_name.chars().count() > 200 || f.company_name.contains('\0') {
         errors.push(("company_name".into(), "Name your company (up to 200 characters).".into()));
     }
     if errors.is_empty() {

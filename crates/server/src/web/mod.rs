@@ -465,16 +465,19 @@ pub async fn csrf_guard(State(st): State<AppState>, req: Request, next: Next) ->
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    // Forms are read here (they are small) to find the token and to refuse NUL characters
+    // once for every form: no text holds one, and PostgreSQL would fail on it (a 500).
+    let mut has_nul = false;
     let (token, body) = match (header_token, is_form) {
-        (Some(t), _) => (Some(t), body),
-        (None, true) => match to_bytes(body, crate::BODY_LIMIT).await {
+        (header_token, true) => match to_bytes(body, crate::BODY_LIMIT).await {
             Ok(bytes) => {
                 let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
-                (pairs.into_iter().find(|(k, _)| k == "_csrf").map(|(_, v)| v), Body::from(bytes))
+                has_nul = pairs.iter().any(|(k, v)| k.contains('\0') || v.contains('\0'));
+                (header_token.or_else(|| pairs.into_iter().find(|(k, _)| k == "_csrf").map(|(_, v)| v)), Body::from(bytes))
             }
             Err(_) => return WebError::new(StatusCode::PAYLOAD_TOO_LARGE, "That form is too large.").into_response(),
         },
-        (None, false) => (None, body),
+        (token, false) => (token, body),
     };
     let ok = token.is_some_and(|t| constant_time_eq(t.as_bytes(), session.csrf_token.as_bytes()));
     if !ok {
@@ -483,6 +486,10 @@ pub async fn csrf_guard(State(st): State<AppState>, req: Request, next: Next) ->
             "Your form expired or came from somewhere else. Go back, reload the page and try again.",
         )
         .into_response();
+    }
+    if has_nul {
+        return WebError::new(StatusCode::UNPROCESSABLE_ENTITY, "Text cannot contain NUL characters. Remove them and send the form again.")
+            .into_response();
     }
     next.run(Request::from_parts(parts, body)).await
 }

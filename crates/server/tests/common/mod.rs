@@ -2,6 +2,8 @@
 //! file, and also on PostgreSQL (a fresh schema) when CORVID_TEST_POSTGRES_URL is set.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
@@ -184,6 +186,16 @@ impl TestApp {
             company_id: admin.company_id.clone(),
             email: email.into(),
         }
+    }
+
+    /// Puts `member` under `manager` in the reporting lines (as the admin's reporting
+    /// settings would), so the manager's team scope covers the member's records.
+    pub async fn reports_to(&self, member: &Session, manager: &Session) {
+        let q = Q::new("UPDATE memberships SET manager_id = $1 WHERE company_id = $2 AND user_id = $3")
+            .bind(corvid_core::Value::Uuid(manager.user_id.parse().expect("manager id")))
+            .bind(corvid_core::Value::Uuid(member.company_id.parse().expect("company id")))
+            .bind(corvid_core::Value::Uuid(member.user_id.parse().expect("member id")));
+        assert_eq!(self.db.execute(&q).await.expect("reporting line"), 1);
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
