@@ -1285,52 +1285,154 @@ async fn another_companys_ids_in_bodies_are_refused_and_change_nothing() {
     }
 }
 
-/// An import whose defaults name another company's user is accepted as a file (its rows are
-/// checked when they are imported), and then no row takes that owner.
+/// A one-column import of `object` (its title field) with these `defaults`.
+fn import_with_defaults(object: &str, defaults: &Value) -> Payload {
+    let title = match object {
+        "leads" | "contacts" => "last_name",
+        "accounts" | "deals" => "name",
+        _ => "title",
+    };
+    let mapping = json!([title]).to_string();
+    let options = json!({"defaults": defaults, "run_assignment": false}).to_string();
+    multipart(&[("object", object), ("mapping", &mapping), ("options", &options)], "defaults.csv", b"Title\nProbe\n")
+}
+
+/// Files in the uploads folder: a refused upload must not leave one behind.
+fn stored_uploads(app: &TestApp) -> usize {
+    std::fs::read_dir(app.data.path().join("imports")).map_or(0, |d| d.count())
+}
+
+fn error_fields(r: &Resp) -> Vec<String> {
+    r.body["errors"].as_array().map_or_else(Vec::new, |a| a.iter().filter_map(|e| e["field"].as_str().map(str::to_string)).collect())
+}
+
+/// Sends an import upload (or dry run) that must be refused with `want`, naming exactly
+/// `defaults.<field>`, and checks that no row and no file was stored.
+async fn expect_defaults_refused(app: &TestApp, s: &Session, endpoint: &str, payload: &Payload, want: u16, field: &str, case: &str) {
+    let (before, files) = (digest(app).await, stored_uploads(app));
+    let r = send(app, &Method::POST, &s.path(endpoint), Some(&s.token), payload).await;
+    let what = format!("[{}] {case} ({endpoint})", app.backend);
+    assert_eq!(r.status.as_u16(), want, "{what}: {r:?}");
+    assert!(is_problem(&r), "{what}: {r:?}");
+    assert_eq!(error_fields(&r), vec![format!("defaults.{field}")], "{what}: {r:?}");
+    let after = digest(app).await;
+    assert!(changed(&before, &after).is_empty(), "{what}: changed {:?}", changed(&before, &after));
+    assert_eq!(stored_uploads(app), files, "{what}: the upload was kept");
+}
+
+/// Sends the same upload with an id of the importer's own company: the dry run answers 200 and
+/// the import is recorded and queued, so the refusals above are about the ids, not the shape.
+async fn expect_defaults_accepted(app: &TestApp, s: &Session, object: &str, defaults: &Value, case: &str) {
+    let payload = import_with_defaults(object, defaults);
+    let r = send(app, &Method::POST, &s.path("data/validate"), Some(&s.token), &payload).await;
+    assert_eq!(r.status, StatusCode::OK, "[{}] {case} (dry run): {r:?}", app.backend);
+    let r = send(app, &Method::POST, &s.path("data/import"), Some(&s.token), &payload).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "[{}] {case} (import): {r:?}", app.backend);
+    assert!(r.body["job_id"].is_string(), "[{}] {case}: the import is queued: {r:?}", app.backend);
+    let id = id_of(&r);
+    let stored = app.count(&format!("SELECT COUNT(*) FROM imports WHERE id = '{id}' AND company_id = '{}'", s.company_id)).await;
+    assert_eq!(stored, 1, "[{}] {case}", app.backend);
+}
+
+/// An import whose defaults name another company's user or record would fail on every row
+/// when it runs; it is refused at upload and at dry run instead (422 naming the default),
+/// storing nothing. Every user and reference field of every object is tried.
 #[tokio::test]
-async fn import_defaults_with_another_companys_user_import_nothing_of_theirs() {
-    use corvid_server::jobs::{Registry, Runtime};
+async fn import_defaults_naming_another_companys_user_or_record_are_refused_at_upload() {
     for app in apps().await {
         let a = seed(&app, "a").await;
         let b = seed(&app, "b").await;
         let s = &a.admin;
-        let runtime = Runtime::start(app.db.clone(), Registry::builtin(), 1);
-        for (field, value) in [("owner_id", b.admin.user_id.clone()), ("duplicate_of_id", b.id("leads").to_string())] {
-            let options = format!(r#"{{"defaults": {{"{field}": "{value}"}}, "run_assignment": false}}"#);
-            let r = send(
-                &app,
-                &Method::POST,
-                &s.path("data/import"),
-                Some(&s.token),
-                &multipart(
-                    &[("object", "leads"), ("options", &options)],
-                    "people.csv",
-                    format!("First Name,Last Name,Email\nDefault,{field},{field}@default.example\n").as_bytes(),
-                ),
-            )
-            .await;
-            if r.status == StatusCode::UNPROCESSABLE_ENTITY {
-                assert!(errors_name(&r, &format!("defaults.{field}")) || r.text.contains(field), "{r:?}");
-                continue;
-            }
-            assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
-            let id = id_of(&r);
-            let mut done = Value::Null;
-            for _ in 0..400 {
-                done = app.get(s, &s.path(&format!("data/import/{id}"))).await.body;
-                if matches!(done["state"].as_str(), Some("succeeded" | "failed")) {
-                    break;
+        // (object, defaults with B's id, the same with A's, the field named)
+        let mut cases: Vec<(&str, Value, Value, String)> = Vec::new();
+        for object in corvid_core::objects() {
+            for f in object.fields.iter().filter(|f| !f.read_only) {
+                let (name, o) = (f.name.clone(), object.name.as_str());
+                match &f.kind {
+                    corvid_core::meta::FieldKind::User => {
+                        cases.push((o, json!({name.clone(): b.admin.user_id}), json!({name.clone(): a.rep.user_id}), name));
+                    }
+                    // A task's related record: with the related object given, and without
+                    // (then any of the company's records will do, and B's is none of them).
+                    corvid_core::meta::FieldKind::Reference { object: target } if target == "*" => {
+                        cases.push((
+                            o,
+                            json!({"related_object": "leads", name.clone(): b.id("leads")}),
+                            json!({"related_object": "leads", name.clone(): a.id("leads")}),
+                            name.clone(),
+                        ));
+                        cases.push((o, json!({name.clone(): b.id("deals")}), json!({name.clone(): a.id("deals")}), name));
+                    }
+                    corvid_core::meta::FieldKind::Reference { object: target } => {
+                        cases.push((o, json!({name.clone(): b.id(target)}), json!({name.clone(): a.id(target)}), name));
+                    }
+                    _ => {}
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
-            assert_eq!(done["created"], 0, "[{}] {field}: {done}", app.backend);
-            assert_eq!(done["failed"], 1, "[{}] {field}: {done}", app.backend);
-            let leaked = app
-                .count(&format!("SELECT COUNT(*) FROM leads WHERE company_id = '{}' AND ({field} = '{value}')", a.admin.company_id))
-                .await;
-            assert_eq!(leaked, 0, "[{}] a lead of A points at B's {field}", app.backend);
         }
-        runtime.shutdown().await;
+        assert!(cases.len() >= 15, "every user and reference field is tried: {}", cases.len());
+        for (object, theirs, mine, field) in &cases {
+            let payload = import_with_defaults(object, theirs);
+            for endpoint in ["data/import", "data/validate"] {
+                expect_defaults_refused(&app, s, endpoint, &payload, 422, field, &format!("{object} defaults {theirs}")).await;
+            }
+            expect_defaults_accepted(&app, s, object, mine, &format!("{object} defaults {mine}")).await;
+        }
+        // A's own record once deleted, and a member once deactivated, are refused the same way
+        // (accounts are only deactivated, and stay valid references).
+        let r = app.delete(s, &s.path(&format!("contacts/{}", a.id("contacts2")))).await;
+        assert!(r.status.is_success(), "{r:?}");
+        let r = app.patch(s, &s.path(&format!("members/{}", a.ro.user_id)), json!({"is_active": false})).await;
+        assert!(r.status.is_success(), "{r:?}");
+        for (object, defaults, field) in [
+            ("contacts", json!({"reports_to_id": a.id("contacts2")}), "reports_to_id"),
+            ("leads", json!({"owner_id": a.ro.user_id}), "owner_id"),
+        ] {
+            let payload = import_with_defaults(object, &defaults);
+            for endpoint in ["data/import", "data/validate"] {
+                expect_defaults_refused(&app, s, endpoint, &payload, 422, field, &format!("{object} defaults {defaults}")).await;
+            }
+        }
+        eprintln!("[{}] import defaults naming another company: {} cases", app.backend, cases.len());
+    }
+}
+
+/// A default owner the importer may not import for is refused at upload and at dry run (403
+/// naming the default), storing nothing: a Manager imports for the team, and with the
+/// import scope narrowed to "own", for themself only.
+#[tokio::test]
+async fn import_default_owners_outside_the_import_scope_are_refused_at_upload() {
+    for app in apps().await {
+        let a = seed(&app, "a").await;
+        let b = seed(&app, "b").await;
+        let m = &a.manager;
+        for endpoint in ["data/import", "data/validate"] {
+            for (object, field) in [("leads", "owner_id"), ("deals", "owner_id"), ("tasks", "assignee_id"), ("activities", "user_id")] {
+                let payload = import_with_defaults(object, &json!({field: a.admin.user_id}));
+                expect_defaults_refused(&app, m, endpoint, &payload, 403, field, &format!("manager, {object} {field} = the admin")).await;
+            }
+            let payload = import_with_defaults("leads", &json!({"owner_id": a.rep.user_id}));
+            expect_defaults_refused(&app, m, endpoint, &payload, 403, "owner_id", "manager, a rep outside the team").await;
+            // Another company's user is not a member at all: that is the answer, whatever the scope.
+            let payload = import_with_defaults("leads", &json!({"owner_id": b.admin.user_id}));
+            expect_defaults_refused(&app, m, endpoint, &payload, 422, "owner_id", "manager, B's admin").await;
+        }
+        // Within the scope: the manager, and the rep once in the manager's reporting line;
+        // an Admin imports for anyone.
+        expect_defaults_accepted(&app, m, "leads", &json!({"owner_id": m.user_id}), "manager for themself").await;
+        app.reports_to(&a.rep, m).await;
+        expect_defaults_accepted(&app, m, "leads", &json!({"owner_id": a.rep.user_id}), "manager for a report").await;
+        expect_defaults_accepted(&app, m, "tasks", &json!({"assignee_id": a.rep.user_id}), "manager, a task for a report").await;
+        expect_defaults_accepted(&app, &a.admin, "leads", &json!({"owner_id": a.manager.user_id}), "admin for the manager").await;
+        // Narrowed to "own": the report is now outside it.
+        let r = app.patch(&a.admin, &a.admin.path("roles/manager"), json!({"permissions": {"leads": {"import": "own"}}})).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        assert_eq!(r.body["permissions"]["leads"]["import"], "own", "{r:?}");
+        for endpoint in ["data/import", "data/validate"] {
+            let payload = import_with_defaults("leads", &json!({"owner_id": a.rep.user_id}));
+            expect_defaults_refused(&app, m, endpoint, &payload, 403, "owner_id", "manager (own), a report").await;
+        }
+        expect_defaults_accepted(&app, m, "leads", &json!({"owner_id": m.user_id}), "manager (own) for themself").await;
     }
 }
 

@@ -113,6 +113,7 @@ async fn stored_script_payloads_never_run_and_show_as_text() {
             )
             .await;
         assert_eq!(r.status.as_u16(), 201, "{r:?}");
+        let member_id = r.body["user_id"].as_str().unwrap_or_else(|| panic!("no user_id in {r:?}")).to_string();
         for o in corvid_core::meta::OBJECT_NAMES {
             let r = app
                 .post(
@@ -125,6 +126,28 @@ async fn stored_script_payloads_never_run_and_show_as_text() {
         }
         let team = app.post(&s, &s.path("teams"), json!({"name": PAYLOADS[3]})).await;
         assert_eq!(team.status.as_u16(), 201, "{team:?}");
+        // A custom role and a second team (managed by the member) named with payloads, the
+        // member in both: Members then shows the role's label and the team's name, Teams the
+        // member as a manager, and the matrix editor the label as its title and in its form.
+        let role = app.post(&s, &s.path("roles"), json!({"label": PAYLOADS[4], "base_role": "sales_rep"})).await;
+        assert_eq!(role.status.as_u16(), 201, "[{backend}] {role:?}");
+        assert_eq!(role.body["label"], PAYLOADS[4], "[{backend}] the label is kept as typed");
+        let role_key = role.body["key"].as_str().unwrap_or_else(|| panic!("no key in {role:?}")).to_string();
+        let team2 = app.post(&s, &s.path("teams"), json!({"name": PAYLOADS[0], "manager_id": member_id})).await;
+        assert_eq!(team2.status.as_u16(), 201, "[{backend}] {team2:?}");
+        assert_eq!(team2.body["name"], PAYLOADS[0], "[{backend}] the name is kept as typed");
+        let r = app
+            .call(
+                axum::http::Method::PUT,
+                &s.path(&format!("members/{member_id}/role")),
+                Some(&s.token),
+                Some(json!({"role": role_key})),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), 200, "[{backend}] {r:?}");
+        let r = app.patch(&s, &s.path(&format!("members/{member_id}/reporting")), json!({"team_id": id_of(&team2.body)})).await;
+        assert_eq!(r.status.as_u16(), 200, "[{backend}] {r:?}");
         let r = app.post(&s, &s.path("scoring/rule-sets"), json!({"name": PAYLOADS[0], "description": PAYLOADS[1]})).await;
         assert_eq!(r.status.as_u16(), 201, "{r:?}");
         let r = app.post(&s, &s.path("assignment/rules"), json!({"name": PAYLOADS[2], "strategy": "user", "user_id": s.user_id})).await;
@@ -237,7 +260,8 @@ async fn stored_script_payloads_never_run_and_show_as_text() {
         for (page, visible) in [
             ("dashboard", vec![PAYLOADS[1]]),
             ("pipeline", vec![]),
-            ("settings/members", vec![PAYLOADS[2]]),
+            ("settings/members", vec![PAYLOADS[2], PAYLOADS[4], PAYLOADS[0]]),
+            ("settings/roles", vec![PAYLOADS[4]]),
             ("settings/fields", vec![PAYLOADS[0]]),
             ("settings/scoring", vec![PAYLOADS[0]]),
             ("settings/assignment", vec![PAYLOADS[2]]),
@@ -249,6 +273,19 @@ async fn stored_script_payloads_never_run_and_show_as_text() {
             visit(&c, backend, &format!("{base}/{page}"), &visible, false).await;
             pages += 1;
         }
+        // The custom role's matrix editor: the label as the title and as the label field's
+        // value, nothing else made of it.
+        let seen = visit(&c, backend, &format!("{base}/settings/roles/{role_key}"), &[PAYLOADS[4]], false).await;
+        assert!(seen.values.contains(PAYLOADS[4]), "[{backend}] the label field holds the label as typed: {:?}", seen.values);
+        // Teams: the names (and the member as manager) as text, the names also in the rename
+        // fields as typed.
+        let seen = visit(&c, backend, &format!("{base}/settings/teams"), &[PAYLOADS[0], PAYLOADS[2], PAYLOADS[3]], false).await;
+        for p in [PAYLOADS[0], PAYLOADS[3]] {
+            assert!(seen.values.contains(p), "[{backend}] a rename field holds {p:?}: {:?}", seen.values);
+        }
+        // Moving the member's records: the page names the member.
+        visit(&c, backend, &format!("{base}/settings/members/{member_id}/transfer"), &[PAYLOADS[2]], false).await;
+        pages += 3;
         // The company's name shows in the page chrome as text.
         visit(&c, backend, &format!("{url}/profile"), &[PAYLOADS[1]], false).await;
         pages += 1;

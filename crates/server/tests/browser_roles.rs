@@ -7,117 +7,10 @@
 
 mod common;
 
-use common::{TestApp, PASSWORD};
-use fantoccini::{Client, ClientBuilder, Locator};
+use common::browser::{browser, serve, shot, sign_in, start_driver, wait_text, Options};
+use common::TestApp;
+use fantoccini::{Client, Locator};
 use serde_json::json;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-struct Driver {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_driver() -> Option<Driver> {
-    let path = std::env::var("CORVID_TEST_CHROMEDRIVER").ok().filter(|p| !p.is_empty())?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
-    let child =
-        Command::new(path).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("chromedriver starts");
-    let driver = Driver { child, port };
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Some(driver);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    drop(driver);
-    panic!("chromedriver did not start");
-}
-
-async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
-    let args = vec![
-        "--headless=new".to_string(),
-        "--no-sandbox".into(),
-        "--disable-gpu".into(),
-        "--disable-dev-shm-usage".into(),
-        "--no-first-run".into(),
-        "--disable-background-networking".into(),
-        "--disable-extensions".into(),
-        "--window-size=1280,1000".into(),
-        format!("--user-data-dir={}", profile.display()),
-        "--lang=en-GB".into(),
-    ];
-    let mut opts = json!({"args": args});
-    if let Ok(bin) = std::env::var("CORVID_TEST_CHROMIUM") {
-        if !bin.is_empty() {
-            opts["binary"] = bin.into();
-        }
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert("goog:chromeOptions".into(), opts);
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
-        .await
-        .expect("browser session")
-}
-
-async fn serve(app: &TestApp) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let state = corvid_server::AppState::new(app.db.clone(), Some("browser-secret".into())).await.expect("state");
-    let router = corvid_server::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    format!("http://{addr}")
-}
-
-async fn shot(c: &Client, name: &str) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
-    let _ = std::fs::create_dir_all(&dir);
-    if let Ok(png) = c.screenshot().await {
-        let _ = std::fs::write(dir.join(format!("{name}.png")), png);
-    }
-}
-
-async fn sign_in(c: &Client, url: &str, email: &str) {
-    c.goto(&format!("{url}/login")).await.expect("login page");
-    c.find(Locator::Id("email")).await.expect("email").send_keys(email).await.expect("type");
-    c.find(Locator::Id("password")).await.expect("password").send_keys(PASSWORD).await.expect("type");
-    c.find(Locator::Css("button[type=submit]")).await.expect("submit").click().await.expect("click");
-    for _ in 0..100 {
-        if c.current_url().await.is_ok_and(|u| !u.path().starts_with("/login")) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("sign-in did not leave the login page");
-}
-
-async fn wait_text(c: &Client, css: &str, want: &str) {
-    let mut last = String::new();
-    for _ in 0..80 {
-        if let Ok(e) = c.find(Locator::Css(css)).await {
-            if let Ok(t) = e.text().await {
-                if t.contains(want) {
-                    return;
-                }
-                last = t;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{css} never showed {want:?}; last: {last:?}");
-}
 
 async fn choose(c: &Client, id: &str, value: &str) {
     c.find(Locator::Id(id))
@@ -151,7 +44,7 @@ async fn an_admin_edits_a_role_matrix_in_a_real_browser() {
     assert_eq!(app.get(&rep, &s.path(&format!("leads/{lead_id}"))).await.body["email"], "shah@example.com");
 
     let profile = tempfile::tempdir().expect("profile");
-    let c = browser(&driver, profile.path()).await;
+    let c = browser(&driver, profile.path(), &Options::default()).await;
     sign_in(&c, &url, "owner@roles-browser.test").await;
     let base = format!("{url}/app/{}", s.company_id);
 

@@ -14,11 +14,12 @@ use axum::extract::{Multipart, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use corvid_core::meta::ObjectDef;
-use corvid_core::Field;
+use corvid_core::access::{owner_column, Action, Scope};
+use corvid_core::meta::{FieldKind, ObjectDef, OBJECT_NAMES};
+use corvid_core::{Field, FieldError, SqlType, Value as Cell};
 use corvid_store::audit::AuditCtx;
 use corvid_store::import::{self, FileError, Mapping, Options};
-use corvid_store::{jobs, Db, StoreError, Tenant};
+use corvid_store::{jobs, Db, StoreError, Tenant, Q};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
@@ -212,6 +213,71 @@ async fn parse_parts(db: &Db, t: &Tenant, up: &Upload) -> ApiResult<(&'static Ob
     Ok((object, spec, options))
 }
 
+/// The ids among an import's defaults must name this company's live records and active
+/// members (422 naming `defaults.<field>`), and a default owner must be one the importer may
+/// import for (403). `check_defaults` only checks their form; without this an import of
+/// another company's id would be accepted and then fail on every row. Run after
+/// `check_defaults`, so an id that does not parse was already refused.
+pub async fn check_default_targets(db: &Db, t: &Tenant, object: &ObjectDef, options: &Options) -> ApiResult<()> {
+    let id_of = |name: &str| options.defaults.get(name).and_then(Value::as_str).and_then(|s| Uuid::parse_str(s.trim()).ok());
+    let mut errors = Vec::new();
+    for field in &object.fields {
+        let Some(id) = id_of(&field.name) else { continue };
+        // `None` for a member; else the tables (fixed object names) the record may be in.
+        let tables: Option<Vec<&str>> = match &field.kind {
+            FieldKind::User => None,
+            // A polymorphic reference: the default related object's table when there is one,
+            // else any (rows may name the object); another company's id is in none of them.
+            FieldKind::Reference { object: target } if target == "*" => {
+                let related = options.defaults.get("related_object").and_then(Value::as_str).and_then(|o| corvid_core::object(o.trim()));
+                Some(related.map_or_else(|| OBJECT_NAMES.to_vec(), |o| vec![o.name.as_str()]))
+            }
+            FieldKind::Reference { object: target } => Some(vec![target.as_str()]),
+            _ => continue,
+        };
+        let found = match &tables {
+            None => {
+                let q = Q::new("SELECT 1 FROM memberships WHERE company_id = $1 AND user_id = $2 AND is_active = $3")
+                    .bind(Cell::Uuid(t.company_id))
+                    .bind(Cell::Uuid(id))
+                    .bind(Cell::Bool(true));
+                db.fetch_one(&q, &[SqlType::Int]).await?.is_some()
+            }
+            Some(tables) => {
+                let mut found = false;
+                for table in tables {
+                    let q = Q::new(format!("SELECT 1 FROM {table} WHERE company_id = $1 AND id = $2 AND deleted_at IS NULL"))
+                        .bind(Cell::Uuid(t.company_id))
+                        .bind(Cell::Uuid(id));
+                    if db.fetch_one(&q, &[SqlType::Int]).await?.is_some() {
+                        found = true;
+                        break;
+                    }
+                }
+                found
+            }
+        };
+        if !found {
+            let what = if tables.is_none() { "is not an active member of this company" } else { "does not exist" };
+            errors.push(FieldError::new(format!("defaults.{}", field.name), what));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let col = owner_column(&object.name);
+    if let Some(owner) = id_of(col) {
+        if !t.access.allows(&object.name, Action::Import, Some(owner)) {
+            let reason = match t.access.scope(&object.name, Action::Import) {
+                Scope::Own => "your role may only import these records for yourself",
+                _ => "your role may only import these records for yourself or your team",
+            };
+            return Err(ApiError::ForbiddenFields(vec![FieldError::new(format!("defaults.{col}"), reason)]));
+        }
+    }
+    Ok(())
+}
+
 pub async fn open_upload(up: &Upload) -> ApiResult<import::Source> {
     let (path, name) = (up.path.clone(), up.file_name.clone());
     tokio::task::spawn_blocking(move || import::open(&path, &name)).await.map_err(|_| ApiError::Internal)?.map_err(file_error)
@@ -231,6 +297,7 @@ pub async fn validate(State(st): State<AppState>, Member(t): Member, mp: Multipa
             import::check_mapping(object, &custom, &source.sniffed.headers, &mapping, &options).map_err(ApiError::Invalid)?;
         }
         import::check_defaults(object, &custom, &t.calling_code, &options).map_err(ApiError::Invalid)?;
+        check_default_targets(&st.db, &t, object, &options).await?;
         let calling = t.calling_code.clone();
         let preview =
             tokio::task::spawn_blocking(move || import::preview(object, &custom, &calling, &mut source, Some(mapping), &options, 20))
@@ -269,6 +336,7 @@ pub async fn start_upload(st: &AppState, t: &Tenant, headers: &HeaderMap, up: &U
     let mapping = spec.resolve(object, &custom, &source.sniffed.headers);
     import::check_mapping(object, &custom, &source.sniffed.headers, &mapping, &options).map_err(ApiError::Invalid)?;
     import::check_defaults(object, &custom, &t.calling_code, &options).map_err(ApiError::Invalid)?;
+    check_default_targets(&st.db, t, object, &options).await?;
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string).or_else(|| up.idempotency_key.clone());
     if key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 255) {
         return Err(ApiError::invalid("idempotency_key", "must be 1 to 255 characters"));
