@@ -18,7 +18,7 @@ use crate::audit::{self, Change};
 use crate::db::{Db, Row, Tx, Q};
 use crate::pipeline::Write;
 use crate::records::Tenant;
-use crate::{new_id, scoring, Result, StoreError};
+use crate::{new_id, scoring, settings, Result, StoreError};
 use chrono::{DateTime, Utc};
 use corvid_core::meta::ObjectDef;
 use corvid_core::record::Record;
@@ -458,6 +458,7 @@ pub async fn create(db: &Db, t: &Tenant, input: RuleInput) -> Result<Rule> {
     }
     let rule = get_tx(&mut tx, t.company_id, id).await?;
     audit::append(&mut tx, &t.audit, &[rule_change(id, "create", "rule", None, Some(summary(&rule)))]).await?;
+    settings::touch(&mut tx, t.company_id).await?;
     tx.commit().await?;
     Ok(rule)
 }
@@ -514,6 +515,7 @@ pub async fn update(db: &Db, t: &Tenant, id: Uuid, patch: RulePatch) -> Result<R
         rows.push(rule_change(id, "update", "position", Some(current.position.to_string()), Some(rule.position.to_string())));
     }
     audit::append(&mut tx, &t.audit, &rows).await?;
+    settings::touch(&mut tx, t.company_id).await?;
     tx.commit().await?;
     Ok(rule)
 }
@@ -527,6 +529,7 @@ pub async fn delete(db: &Db, t: &Tenant, id: Uuid) -> Result<()> {
     .await?;
     renumber(&mut tx, t.company_id, &rule.object, &[]).await?;
     audit::append(&mut tx, &t.audit, &[rule_change(id, "delete", "rule", Some(summary(&rule)), None)]).await?;
+    settings::touch(&mut tx, t.company_id).await?;
     tx.commit().await
 }
 
@@ -550,6 +553,7 @@ pub async fn reorder(db: &Db, t: &Tenant, object: &str, ids: &[Uuid]) -> Result<
             .await?;
     }
     let out = rules_tx(&mut tx, t.company_id, object, false).await?;
+    settings::touch(&mut tx, t.company_id).await?;
     tx.commit().await?;
     Ok(out)
 }
@@ -592,14 +596,24 @@ pub struct Step {
     pending: Option<Decision>,
 }
 
+/// The active rules that assign records of `object` (none for objects without assignment).
+pub async fn active_rules(tx: &mut Tx, company_id: Uuid, object: &ObjectDef) -> Result<Vec<Rule>> {
+    if ASSIGNED_OBJECTS.contains(&object.name.as_str()) {
+        rules_tx(tx, company_id, &object.name, true).await
+    } else {
+        Ok(Vec::new())
+    }
+}
+
 impl Step {
     pub async fn load(tx: &mut Tx, tenant: &Tenant, object: &'static ObjectDef) -> Result<Step> {
-        let rules = if ASSIGNED_OBJECTS.contains(&object.name.as_str()) {
-            rules_tx(tx, tenant.company_id, &object.name, true).await?
-        } else {
-            Vec::new()
-        };
-        Ok(Step { company_id: tenant.company_id, rules, ..Default::default() })
+        Ok(Step::with_rules(tenant.company_id, active_rules(tx, tenant.company_id, object).await?))
+    }
+
+    /// The step with its active rules already read (the pipeline's cache). Round-robin
+    /// positions are not part of them: they are read under a lock when first used.
+    pub fn with_rules(company_id: Uuid, rules: Vec<Rule>) -> Step {
+        Step { company_id, rules, ..Default::default() }
     }
 
     async fn members(&mut self, tx: &mut Tx) -> Result<&HashMap<Uuid, Option<Uuid>>> {
@@ -702,14 +716,16 @@ impl Step {
 
     /// The first active rule that matches and can name an active member.
     pub async fn decide(&mut self, tx: &mut Tx, facts: &Map<String, Json>) -> Result<Option<Decision>> {
-        let rules = self.rules.clone();
         let now = now_micros();
-        for rule in &rules {
-            if !rules::all_match(&rule.conditions, &Facts { fields: facts, events: &[], now }) {
+        for i in 0..self.rules.len() {
+            if !rules::all_match(&self.rules[i].conditions, &Facts { fields: facts, events: &[], now }) {
                 continue;
             }
-            if let Some((user_id, territory)) = self.choose(tx, rule, facts).await? {
-                return Ok(Some(Decision { rule_id: rule.id, rule_name: rule.name.clone(), strategy: rule.strategy, user_id, territory }));
+            // `choose` needs the step mutably (caches), so the matching rule is copied; only
+            // matching rules are, not the whole list per record.
+            let rule = self.rules[i].clone();
+            if let Some((user_id, territory)) = self.choose(tx, &rule, facts).await? {
+                return Ok(Some(Decision { rule_id: rule.id, rule_name: rule.name, strategy: rule.strategy, user_id, territory }));
             }
         }
         Ok(None)

@@ -10,7 +10,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Row as _, Sqlite, SqlitePool, Transaction};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// How long a write transaction waits for its turn (SQLite's busy timeout, the same bound).
+const WRITE_WAIT: Duration = Duration::from_secs(15);
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,8 +25,24 @@ pub enum Backend {
 
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
+    Sqlite(SqlitePool, Arc<Gate>),
+    Postgres(PgPool, Arc<Gate>),
+}
+
+/// What a connected database carries besides its pool: an id unique in this process (work
+/// that is grouped per database uses it as a key) and, for SQLite, the gate its write
+/// transactions pass one at a time (see `Db::begin`).
+#[derive(Debug)]
+pub struct Gate {
+    pub id: u64,
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Gate { id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed), writer: Arc::default() }
+    }
 }
 
 /// A query under construction: SQL text plus its bound values. User input only ever
@@ -110,7 +130,7 @@ impl Db {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(15))
+                .busy_timeout(WRITE_WAIT)
                 .pragma("temp_store", "memory")
                 .pragma("cache_size", "-65536");
             let path = opts.get_filename().to_path_buf();
@@ -118,7 +138,7 @@ impl Db {
                 std::fs::create_dir_all(dir).map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
             }
             let pool = SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(opts).await?;
-            Ok(Db::Sqlite(pool))
+            Ok(Db::Sqlite(pool, Arc::default()))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?;
             Self::connect_postgres(opts, 16).await
@@ -129,32 +149,52 @@ impl Db {
 
     pub async fn connect_postgres(opts: PgConnectOptions, max: u32) -> Result<Db, StoreError> {
         let pool = PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(30)).connect_with(opts).await?;
-        Ok(Db::Postgres(pool))
+        Ok(Db::Postgres(pool, Arc::default()))
+    }
+
+    /// This database's id in this process.
+    pub fn id(&self) -> u64 {
+        match self {
+            Db::Sqlite(_, g) | Db::Postgres(_, g) => g.id,
+        }
     }
 
     pub fn backend(&self) -> Backend {
         match self {
-            Db::Sqlite(_) => Backend::Sqlite,
-            Db::Postgres(_) => Backend::Postgres,
+            Db::Sqlite(..) => Backend::Sqlite,
+            Db::Postgres(..) => Backend::Postgres,
         }
     }
 
     /// Starts a write transaction. SQLite takes the write lock up front (BEGIN IMMEDIATE):
     /// a deferred transaction that reads before writing can fail to upgrade under WAL.
+    ///
+    /// SQLite has one writer at a time. The writers of this process queue for it here, in
+    /// arrival order, before they ask SQLite: SQLite's own busy handler lets waiting
+    /// connections sleep and poll (1, 2, 5, 10 ... ms), so under concurrent writes the lock
+    /// sat idle between holders and throughput collapsed while latency grew to seconds.
+    /// Writers of other processes still meet SQLite's busy timeout. Waiting here is bounded
+    /// like that timeout, so a writer that waits on itself fails as it did, not forever.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match self {
-            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+            Db::Sqlite(p, gate) => {
+                let turn = tokio::time::timeout(WRITE_WAIT, gate.writer.clone().lock_owned())
+                    .await
+                    .map_err(|_| StoreError::Config("the database stayed busy with other writes; try again".into()))?;
+                Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?, turn)
+            }
+            Db::Postgres(p, _) => Tx::Postgres(p.begin().await?),
         })
     }
 
     pub async fn fetch(&self, q: &Q, types: &[SqlType]) -> Result<Vec<Row>, StoreError> {
         match self {
-            Db::Sqlite(p) => {
-                let rows = sqlite_query(q).fetch_all(p).await?;
+            Db::Sqlite(p, _) => {
+                let text = sqlite_text(&q.sql);
+                let rows = sqlite_query(q, &text).fetch_all(p).await?;
                 rows.iter().map(|r| decode_sqlite(r, types)).collect()
             }
-            Db::Postgres(p) => {
+            Db::Postgres(p, _) => {
                 let rows = pg_query(q).fetch_all(p).await?;
                 rows.iter().map(|r| decode_pg(r, types)).collect()
             }
@@ -167,18 +207,21 @@ impl Db {
 
     pub async fn execute(&self, q: &Q) -> Result<u64, StoreError> {
         Ok(match self {
-            Db::Sqlite(p) => sqlite_query(q).execute(p).await?.rows_affected(),
-            Db::Postgres(p) => pg_query(q).execute(p).await?.rows_affected(),
+            Db::Sqlite(p, _) => {
+                let text = sqlite_text(&q.sql);
+                sqlite_query(q, &text).execute(p).await?.rows_affected()
+            }
+            Db::Postgres(p, _) => pg_query(q).execute(p).await?.rows_affected(),
         })
     }
 
     /// Runs a script of statements separated by `;` lines (migrations).
     pub async fn execute_script(&self, sql: &str) -> Result<(), StoreError> {
         match self {
-            Db::Sqlite(p) => {
+            Db::Sqlite(p, _) => {
                 sqlx::raw_sql(sql).execute(p).await?;
             }
-            Db::Postgres(p) => {
+            Db::Postgres(p, _) => {
                 sqlx::raw_sql(sql).execute(p).await?;
             }
         }
@@ -191,29 +234,31 @@ impl Db {
 
     pub async fn close(&self) {
         match self {
-            Db::Sqlite(p) => p.close().await,
-            Db::Postgres(p) => p.close().await,
+            Db::Sqlite(p, _) => p.close().await,
+            Db::Postgres(p, _) => p.close().await,
         }
     }
 }
 
 pub enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
+    /// The transaction and this process's turn to write (released when the transaction ends).
+    Sqlite(Transaction<'static, Sqlite>, tokio::sync::OwnedMutexGuard<()>),
     Postgres(Transaction<'static, Postgres>),
 }
 
 impl Tx {
     pub fn backend(&self) -> Backend {
         match self {
-            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Sqlite(..) => Backend::Sqlite,
             Tx::Postgres(_) => Backend::Postgres,
         }
     }
 
     pub async fn fetch(&mut self, q: &Q, types: &[SqlType]) -> Result<Vec<Row>, StoreError> {
         match self {
-            Tx::Sqlite(t) => {
-                let rows = sqlite_query(q).fetch_all(&mut **t).await?;
+            Tx::Sqlite(t, _) => {
+                let text = sqlite_text(&q.sql);
+                let rows = sqlite_query(q, &text).fetch_all(&mut **t).await?;
                 rows.iter().map(|r| decode_sqlite(r, types)).collect()
             }
             Tx::Postgres(t) => {
@@ -229,14 +274,17 @@ impl Tx {
 
     pub async fn execute(&mut self, q: &Q) -> Result<u64, StoreError> {
         Ok(match self {
-            Tx::Sqlite(t) => sqlite_query(q).execute(&mut **t).await?.rows_affected(),
+            Tx::Sqlite(t, _) => {
+                let text = sqlite_text(&q.sql);
+                sqlite_query(q, &text).execute(&mut **t).await?.rows_affected()
+            }
             Tx::Postgres(t) => pg_query(q).execute(&mut **t).await?.rows_affected(),
         })
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
-            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Sqlite(t, _turn) => t.commit().await?,
             Tx::Postgres(t) => t.commit().await?,
         }
         Ok(())
@@ -245,15 +293,75 @@ impl Tx {
     /// `FOR UPDATE` where the backend has row locks; SQLite already holds the write lock.
     pub fn for_update(&self) -> &'static str {
         match self {
-            Tx::Sqlite(_) => "",
+            Tx::Sqlite(..) => "",
             Tx::Postgres(_) => " FOR UPDATE",
         }
     }
 }
 
-fn sqlite_query(q: &Q) -> sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
-    let mut query = sqlx::query(&q.sql);
-    for v in &q.params {
+/// The SQL text for SQLite with every `$n` turned into an anonymous `?`, and the order in
+/// which the values bind to them.
+///
+/// sqlx looks up the name of every numbered parameter when it binds, and SQLite finds a name
+/// by walking the list of all names: binding `$n` parameters costs O(n²) per statement. A
+/// 500-row insert has tens of thousands of parameters, so the quadratic part dominated bulk
+/// writes. Anonymous parameters have no names and bind in O(n). Quoted text (string
+/// literals, quoted identifiers) is copied unchanged.
+struct SqliteText<'a> {
+    sql: std::borrow::Cow<'a, str>,
+    /// `order[i]` is the index into `Q::params` of the i-th `?` (absent when the SQL has no
+    /// `$n` and the values bind in their own order).
+    order: Option<Vec<usize>>,
+}
+
+fn sqlite_text(sql: &str) -> SqliteText<'_> {
+    if !sql.contains('$') {
+        return SqliteText { sql: sql.into(), order: None };
+    }
+    let bytes = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut order = Vec::new();
+    let mut quote: Option<u8> = None;
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None if b == b'\'' || b == b'"' => quote = Some(b),
+            None if b == b'$' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                let mut j = i + 1;
+                let mut n = 0usize;
+                while let Some(d) = bytes.get(j).filter(|d| d.is_ascii_digit()) {
+                    n = n.saturating_mul(10).saturating_add(usize::from(d - b'0'));
+                    j += 1;
+                }
+                out.push_str(&sql[start..i]);
+                out.push('?');
+                order.push(n.saturating_sub(1));
+                start = j;
+                i = j;
+                continue;
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    out.push_str(&sql[start..]);
+    SqliteText { sql: out.into(), order: Some(order) }
+}
+
+static UNBOUND: Value = Value::Null(SqlType::Text);
+
+fn sqlite_query<'q>(q: &'q Q, text: &'q SqliteText<'_>) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    let mut query = sqlx::query(&text.sql);
+    let values: Box<dyn Iterator<Item = &'q Value> + 'q> = match &text.order {
+        // A placeholder past the last value reads as NULL, as SQLite does for unbound ones.
+        Some(order) => Box::new(order.iter().map(|i| q.params.get(*i).unwrap_or(&UNBOUND))),
+        None => Box::new(q.params.iter()),
+    };
+    for v in values {
         query = match v {
             Value::Null(_) => query.bind(None::<String>),
             Value::Text(s) => query.bind(s.as_str()),
@@ -352,4 +460,20 @@ fn decode_pg(row: &PgRow, types: &[SqlType]) -> Result<Row, StoreError> {
         out.push(v.unwrap_or(Value::Null(*t)));
     }
     Ok(Row(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_text;
+
+    #[test]
+    fn numbered_parameters_become_anonymous_in_binding_order() {
+        let t = sqlite_text("SELECT a FROM t WHERE x = $2 AND y = $1 AND z = $2 AND w = '$3' AND \"$4\" = $10");
+        assert_eq!(t.sql, "SELECT a FROM t WHERE x = ? AND y = ? AND z = ? AND w = '$3' AND \"$4\" = ?");
+        assert_eq!(t.order, Some(vec![1, 0, 1, 9]));
+        let plain = sqlite_text("SELECT 1 WHERE a = 'it''s $1'");
+        assert_eq!(plain.sql, "SELECT 1 WHERE a = 'it''s $1'");
+        assert_eq!(plain.order, Some(vec![]));
+        assert_eq!(sqlite_text("SELECT ?").order, None);
+    }
 }

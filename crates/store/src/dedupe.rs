@@ -227,6 +227,14 @@ fn subject_from(object: &str, get: impl Fn(&str) -> Option<String>, account_name
     }
 }
 
+/// The subject of a record about to be created from validated values, without the account
+/// name a contact is matched with (it does not take part in the blocking keys). `None` for
+/// objects that are not checked.
+pub fn subject_of_new(object: &str, changes: &Changes) -> Option<Subject> {
+    Kind::of(object)?;
+    Some(subject_from(object, |f| text_of(changes.fields.get(f)), None))
+}
+
 /// A record that is likely a duplicate, with the score and the reasons.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Candidate {
@@ -267,6 +275,7 @@ pub async fn subject_of(conn: &mut Conn<'_>, company_id: Uuid, object: &str, rec
 }
 
 /// A record loaded for scoring.
+#[derive(Debug, Clone)]
 struct Loaded {
     object: String,
     id: Uuid,
@@ -418,25 +427,256 @@ pub async fn find(
     ids.retain(|(_, id)| !exclude.contains(id));
     ids.truncate(MAX_SCORED);
     let loaded = load_for_scoring(conn, company_id, &ids, dismissed_for).await?;
-    let own_id = exclude.first().copied();
+    Ok(rank(subject, loaded.iter(), exclude.first().copied()))
+}
+
+/// Scores the loaded records against `subject`: likely duplicates, best first.
+fn rank<'a>(subject: &Subject, loaded: impl Iterator<Item = &'a Loaded>, own_id: Option<Uuid>) -> Vec<Candidate> {
     let mut out: Vec<Candidate> = loaded
-        .into_iter()
         // A lead converted into the subject contact is its origin, not a duplicate.
         .filter(|l| own_id.is_none() || l.converted_contact_id != own_id)
         .filter_map(|l| {
             let m = subject.compare(&l.subject)?;
             (m.score >= THRESHOLD).then(|| Candidate {
                 title: l.subject.title(),
-                object: l.object,
+                object: l.object.clone(),
                 id: l.id,
-                number: l.number,
+                number: l.number.clone(),
                 score: m.score,
                 reasons: m.reasons,
             })
         })
         .collect();
     out.sort_by(|a, b| b.score.cmp(&a.score).then_with(|| a.number.cmp(&b.number)));
+    out
+}
+
+/// Keys looked up per statement by the batch check (SQLite allows 500 parts in a compound
+/// SELECT).
+const KEYS_PER_QUERY: usize = 250;
+
+/// The index entries of each of `keys` (records of `objects` only), in index order: `None`
+/// for a key shared by more than `MAX_PER_KEY` records. Two statements per chunk of keys:
+/// counts read at most `MAX_PER_KEY + 1` index entries per key, then the entries of the keys
+/// that are rare enough to use (common name keys are many, and reading their 51 entries only
+/// to drop them cost more than everything else).
+async fn key_entries(
+    conn: &mut Conn<'_>,
+    company_id: Uuid,
+    kind: Kind,
+    objects: &[&str],
+    keys: &[String],
+) -> Result<HashMap<String, Option<Vec<(String, Uuid)>>>> {
+    let mut out: HashMap<String, Option<Vec<(String, Uuid)>>> = HashMap::with_capacity(keys.len());
+    if objects.is_empty() {
+        return Ok(out);
+    }
+    // Object names are ours (from the metadata), never user input.
+    let only = format!(" AND object IN ({})", objects.iter().map(|o| format!("'{o}'")).collect::<Vec<_>>().join(", "));
+    for chunk in keys.chunks(KEYS_PER_QUERY) {
+        let mut q = Q::new(String::new());
+        let pc = q.param(Value::Uuid(company_id));
+        let pk = q.param(Value::Text(kind.as_str().into()));
+        let parts: Vec<String> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let p = q.param(Value::Text(k.clone()));
+                format!(
+                    "SELECT {i} AS n, COUNT(*) AS c FROM (SELECT 1 AS one FROM dedupe_keys \
+                     WHERE company_id = {pc} AND kind = {pk} AND key = {p}{only} LIMIT {}) k{i}",
+                    MAX_PER_KEY + 1
+                )
+            })
+            .collect();
+        q.sql = parts.join(" UNION ALL ");
+        let mut usable = Vec::new();
+        for r in conn.fetch(&q, &[SqlType::Int, SqlType::Int]).await? {
+            let (Some(n), Some(c)) = (r.int(0).and_then(|n| usize::try_from(n).ok()), r.int(1)) else { continue };
+            let Some(key) = chunk.get(n) else { continue };
+            if c > MAX_PER_KEY as i64 {
+                out.insert(key.clone(), None);
+            } else {
+                out.insert(key.clone(), Some(Vec::new()));
+                if c > 0 {
+                    usable.push(key.clone());
+                }
+            }
+        }
+        if usable.is_empty() {
+            continue;
+        }
+        let mut q = Q::new(String::new());
+        let pc = q.param(Value::Uuid(company_id));
+        let pk = q.param(Value::Text(kind.as_str().into()));
+        let ps: Vec<String> = usable.iter().map(|k| q.param(Value::Text(k.clone()))).collect();
+        q.sql = format!(
+            "SELECT key, object, record_id FROM dedupe_keys WHERE company_id = {pc} AND kind = {pk} AND key IN ({}){only} ORDER BY key, record_id",
+            ps.join(", ")
+        );
+        for r in conn.fetch(&q, &[SqlType::Text, SqlType::Text, SqlType::Uuid]).await? {
+            let (Some(key), Some(object), Some(id)) = (r.text(0), r.text(1), r.uuid(2)) else { continue };
+            if let Some(Some(list)) = out.get_mut(&key) {
+                list.push((object, id));
+            }
+        }
+        // A key that grew past the cap between the two statements (PostgreSQL, another
+        // writer) is too common now.
+        for key in &usable {
+            if out.get(key).is_some_and(|l| l.as_ref().is_some_and(|l| l.len() > MAX_PER_KEY)) {
+                out.insert(key.clone(), None);
+            }
+        }
+    }
     Ok(out)
+}
+
+/// What an import batch knows about the key index: entries read from the database (one
+/// set-based lookup for the whole batch instead of two statements per row), candidate
+/// records already loaded, and the keys of records written in this batch that are not in the
+/// index yet (they are appended with one multi-row insert by `flush`).
+#[derive(Debug, Default)]
+struct Batch {
+    /// Index entries per key as read from the database (`None`: too common).
+    stored: HashMap<String, Option<Vec<(String, Uuid)>>>,
+    /// Records loaded for scoring (`None`: not live any more).
+    loaded: HashMap<Uuid, Option<Loaded>>,
+    /// Entries of records written in this batch, per key, in write order.
+    written: HashMap<String, Vec<(String, Uuid)>>,
+    /// Rows for `dedupe_keys` not written yet: (kind, key, object, record).
+    pending: Vec<(Kind, String, String, Uuid)>,
+}
+
+impl Batch {
+    /// Likely duplicates of a new record among stored records and those written earlier in
+    /// the batch: the same candidates, caps and order as `find` would see if every earlier
+    /// row had been written and indexed one by one.
+    async fn find(&mut self, conn: &mut Conn<'_>, company_id: Uuid, kind: Kind, object: &str, subject: &Subject) -> Result<Vec<Candidate>> {
+        let keys = subject.keys();
+        let objects = candidate_objects(object);
+        let missing: Vec<String> = keys.iter().filter(|k| !self.stored.contains_key(*k)).cloned().collect();
+        if !missing.is_empty() {
+            self.stored.extend(key_entries(conn, company_id, kind, objects, &missing).await?);
+        }
+        let mut seen = HashSet::new();
+        let mut ids: Vec<(String, Uuid)> = Vec::new();
+        for k in &keys {
+            let Some(Some(stored)) = self.stored.get(k) else { continue };
+            let written: Vec<&(String, Uuid)> =
+                self.written.get(k).map(|w| w.iter().filter(|(o, _)| objects.contains(&o.as_str())).collect()).unwrap_or_default();
+            if stored.len() + written.len() > MAX_PER_KEY {
+                continue;
+            }
+            // Index order within a key is by record id, written records included.
+            let mut entries: Vec<&(String, Uuid)> = stored.iter().chain(written).collect();
+            entries.sort_by_key(|(_, id)| *id);
+            for (o, id) in entries {
+                if seen.insert(*id) {
+                    ids.push((o.clone(), *id));
+                }
+            }
+        }
+        ids.truncate(MAX_SCORED);
+        let unknown: Vec<(String, Uuid)> = ids.iter().filter(|(_, id)| !self.loaded.contains_key(id)).cloned().collect();
+        if !unknown.is_empty() {
+            for chunk in unknown.chunks(500) {
+                let found = load_for_scoring(conn, company_id, chunk, None).await?;
+                for (_, id) in chunk {
+                    self.loaded.entry(*id).or_insert(None);
+                }
+                for l in found {
+                    self.loaded.insert(l.id, Some(l));
+                }
+            }
+        }
+        Ok(rank(subject, ids.iter().filter_map(|(_, id)| self.loaded.get(id).and_then(Option::as_ref)), None))
+    }
+
+    /// Reads the index entries of many subjects' keys at once.
+    async fn prefetch(&mut self, conn: &mut Conn<'_>, company_id: Uuid, kind: Kind, object: &str, subjects: &[Subject]) -> Result<()> {
+        let mut keys: Vec<String> = Vec::new();
+        let mut seen = HashSet::new();
+        for s in subjects {
+            for k in s.keys() {
+                if !self.stored.contains_key(&k) && seen.insert(k.clone()) {
+                    keys.push(k);
+                }
+            }
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let entries = key_entries(conn, company_id, kind, candidate_objects(object), &keys).await?;
+        let ids: Vec<(String, Uuid)> = entries
+            .values()
+            .flatten()
+            .flatten()
+            .filter(|(_, id)| !self.loaded.contains_key(id))
+            .map(|(o, id)| (*id, o.clone()))
+            .collect::<HashMap<Uuid, String>>()
+            .into_iter()
+            .map(|(id, o)| (o, id))
+            .collect();
+        self.stored.extend(entries);
+        for chunk in ids.chunks(500) {
+            let found = load_for_scoring(conn, company_id, chunk, None).await?;
+            for (_, id) in chunk {
+                self.loaded.entry(*id).or_insert(None);
+            }
+            for l in found {
+                self.loaded.insert(l.id, Some(l));
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes a record written in this batch: its keys go to the index with the batch, and
+    /// later rows are compared with it.
+    fn add(&mut self, kind: Kind, object: &str, rec: &Record, subject: Subject) {
+        for k in subject.keys() {
+            self.written.entry(k.clone()).or_default().push((object.to_string(), rec.id));
+            self.pending.push((kind, k, object.to_string(), rec.id));
+        }
+        let converted = rec.get("converted_contact_id").and_then(Value::as_uuid);
+        self.loaded.insert(
+            rec.id,
+            Some(Loaded { object: object.to_string(), id: rec.id, number: rec.number.clone(), subject, converted_contact_id: converted }),
+        );
+    }
+
+    /// Writes the pending keys (multi-row inserts) and counts them as stored from now on.
+    async fn flush(&mut self, tx: &mut Tx, company_id: Uuid) -> Result<()> {
+        // Rows per statement: five values each, well under both backends' parameter limits.
+        for chunk in self.pending.chunks(1000) {
+            let mut q = Q::new(String::new());
+            let pc = q.param(Value::Uuid(company_id));
+            let rows: Vec<String> = chunk
+                .iter()
+                .map(|(kind, key, object, id)| {
+                    format!(
+                        "({pc}, {}, {}, {}, {})",
+                        q.param(Value::Text(kind.as_str().into())),
+                        q.param(Value::Text(key.clone())),
+                        q.param(Value::Text(object.clone())),
+                        q.param(Value::Uuid(*id))
+                    )
+                })
+                .collect();
+            q.sql = format!(
+                "INSERT INTO dedupe_keys (company_id, kind, key, object, record_id) VALUES {} ON CONFLICT DO NOTHING",
+                rows.join(", ")
+            );
+            tx.execute(&q).await?;
+        }
+        self.pending.clear();
+        for (key, written) in self.written.drain() {
+            if let Some(Some(stored)) = self.stored.get_mut(&key) {
+                stored.extend(written);
+                stored.sort_by_key(|(_, id)| *id);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Likely duplicates of a stored record (404 for another company's id). Pairs dismissed
@@ -608,6 +848,8 @@ pub async fn ensure_index(db: &Db, company_id: Uuid, progress: &(dyn Fn(i64, &st
 pub struct Step {
     kind: Option<Kind>,
     policy: Policy,
+    /// Import batches: set-based lookups and deferred key writes (`for_batch`).
+    batch: Option<Batch>,
 }
 
 fn is_set(v: Option<&Value>) -> bool {
@@ -655,7 +897,50 @@ impl Step {
     pub async fn load(tx: &mut Tx, tenant: &Tenant, object: &'static ObjectDef) -> Result<Step> {
         match Kind::of(&object.name) {
             None => Ok(Step::default()),
-            Some(kind) => Ok(Step { kind: Some(kind), policy: policy_in(tx, tenant.company_id).await? }),
+            Some(kind) => Ok(Step { kind: Some(kind), policy: policy_in(tx, tenant.company_id).await?, batch: None }),
+        }
+    }
+
+    /// Batch mode (imports): checks of new records read the index set-based and keys of
+    /// new records are written by `flush`. Updates keep the per-record path.
+    pub fn for_batch(&mut self) {
+        if self.kind.is_some() {
+            self.batch = Some(Batch::default());
+        }
+    }
+
+    /// Whether the step checks records of this object under the policy, i.e. whether
+    /// `prefetch` is worth its queries.
+    pub fn checks_new(&self, object: &str) -> bool {
+        self.kind.is_some()
+            && match self.policy {
+                Policy::Allow => false,
+                Policy::Flag => object == "leads",
+                Policy::Block => true,
+            }
+    }
+
+    /// Reads, for a batch of new records, the index entries of all their keys and the
+    /// candidate records at once. Only a hint: a key not read here is read when its record
+    /// is checked.
+    pub async fn prefetch(&mut self, tx: &mut Tx, company_id: Uuid, object: &str, subjects: &[Subject]) -> Result<()> {
+        let (Some(kind), Some(batch)) = (self.kind, self.batch.as_mut()) else { return Ok(()) };
+        batch.prefetch(&mut Conn::Tx(tx), company_id, kind, object, subjects).await
+    }
+
+    /// Writes the keys of the batch's new records; lookups afterwards count them as stored.
+    pub async fn flush(&mut self, tx: &mut Tx, company_id: Uuid) -> Result<()> {
+        match self.batch.as_mut() {
+            Some(b) => b.flush(tx, company_id).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Forgets what the batch read (after an update changed the index under it).
+    fn invalidate(&mut self) {
+        if let Some(b) = self.batch.as_mut() {
+            b.stored.clear();
+            b.loaded.clear();
         }
     }
 
@@ -696,7 +981,10 @@ impl Step {
         let subject = subject_from(object, value, account);
         let mut exclude: Vec<Uuid> = w.existing.map(|e| e.id).into_iter().collect();
         exclude.extend(w.existing.and_then(|e| e.get("converted_contact_id")).and_then(Value::as_uuid));
-        let found = find(&mut conn, company_id, object, &subject, &exclude, w.existing.map(|e| e.id)).await?;
+        let found = match (self.batch.as_mut(), self.kind, w.existing) {
+            (Some(batch), Some(kind), None) => batch.find(&mut conn, company_id, kind, object, &subject).await?,
+            _ => find(&mut conn, company_id, object, &subject, &exclude, w.existing.map(|e| e.id)).await?,
+        };
         if policy == Policy::Block && !found.is_empty() {
             if w.channel == "import" {
                 let what = found.iter().take(3).map(describe).collect::<Vec<_>>().join("; ");
@@ -722,7 +1010,14 @@ impl Step {
             }
         }
         let subject = subject_of(&mut Conn::Tx(tx), w.tenant.company_id, object, record).await?;
-        write_keys(tx, w.tenant.company_id, object, record.id, &subject.keys(), w.existing.is_some()).await
+        if let (Some(batch), Some(kind), None) = (self.batch.as_mut(), self.kind, w.existing) {
+            batch.add(kind, object, record, subject);
+            return Ok(());
+        }
+        write_keys(tx, w.tenant.company_id, object, record.id, &subject.keys(), w.existing.is_some()).await?;
+        // The index changed under what the batch read.
+        self.invalidate();
+        Ok(())
     }
 }
 

@@ -18,7 +18,7 @@ use crate::db::{Db, Tx, Q};
 use crate::pipeline::Write;
 use crate::records::Tenant;
 use crate::{settings, Result};
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use corvid_core::meta::ObjectDef;
 use corvid_core::quality::{self, LeadFacts};
 use corvid_core::spam::{self, Burst, Policy, Signal};
@@ -47,6 +47,20 @@ fn name_fields(object: &str) -> &'static [&'static str] {
 #[derive(Debug, Default)]
 pub struct Step {
     policy: Policy,
+    /// Batch mode: the recent leads burst counts look at, read once per batch and kept up to
+    /// date with the batch's own new leads (`None` outside batch mode).
+    recent: Option<Recent>,
+}
+
+/// One recent arrival: when, and its source/campaign key and company domain.
+type Arrival = (DateTime<Utc>, Option<String>, Option<String>, Option<String>);
+
+/// The most recent live leads (at most `BURST_SCAN`), newest first: created at, source,
+/// campaign, email. `None` until first needed.
+#[derive(Debug, Default)]
+struct Recent {
+    since: Option<DateTime<Utc>>,
+    rows: Vec<Arrival>,
 }
 
 /// The company's spam policy; a stored value that no longer reads falls back to the default
@@ -88,7 +102,20 @@ impl Step {
         if object.name != "leads" {
             return Ok(Step::default());
         }
-        Ok(Step { policy: spam_policy_in(tx, tenant.company_id).await? })
+        Ok(Step { policy: spam_policy_in(tx, tenant.company_id).await?, recent: None })
+    }
+
+    /// Batch mode: burst counts read the recent leads once and count the batch's own.
+    pub fn for_batch(&mut self) {
+        self.recent = Some(Recent::default());
+    }
+
+    /// Batch mode: a lead written by this batch is among the recent ones for later rows.
+    pub fn note_created(&mut self, object: &ObjectDef, record: &corvid_core::record::Record) {
+        let Some(recent) = self.recent.as_mut().filter(|r| r.since.is_some() && object.name == "leads") else { return };
+        let text = |f: &str| record.text(f).map(str::to_string);
+        recent.rows.insert(0, (record.created_at, text("source"), text("campaign"), text("email")));
+        recent.rows.truncate(BURST_SCAN);
     }
 
     pub async fn before_write(&mut self, tx: &mut Tx, w: &Write<'_>, changes: &mut Changes, _audit: &mut Vec<Change>) -> Result<()> {
@@ -151,7 +178,7 @@ impl Step {
     /// campaign, and with the same (company) email domain: one query over the
     /// `(company_id, created_at)` index, bounded by the window.
     async fn burst(
-        &self,
+        &mut self,
         tx: &mut Tx,
         w: &Write<'_>,
         email: Option<&str>,
@@ -164,6 +191,9 @@ impl Step {
             return Ok(Burst::default());
         }
         let since = now_micros() - Duration::minutes(self.policy.burst_window_minutes);
+        if self.recent.is_some() {
+            return self.burst_in_batch(tx, w, since, domain, source, campaign).await;
+        }
         let mut q = Q::new(String::new());
         let pc = q.param(Value::Uuid(w.tenant.company_id));
         let ps = q.param(Value::Timestamp(since));
@@ -202,8 +232,68 @@ impl Step {
 /// can flag, and a bound on the work when a big import has just landed.
 const BURST_SCAN: usize = 500;
 
-/// Collapses inner whitespace of the object's name fields in the change.
-fn tidy_names(object: &str, changes: &mut Changes) {
+impl Step {
+    /// `burst` in batch mode: the same counts as its query, over the recent leads read once
+    /// (the query's rows, without its aggregation) and the batch's own new leads.
+    async fn burst_in_batch(
+        &mut self,
+        tx: &mut Tx,
+        w: &Write<'_>,
+        since: DateTime<Utc>,
+        domain: Option<String>,
+        source: Option<String>,
+        campaign: Option<String>,
+    ) -> Result<Burst> {
+        let Some(recent) = self.recent.as_mut() else { return Ok(Burst::default()) };
+        if recent.since.is_none() {
+            let q = Q::new(format!(
+                "SELECT created_at, source, campaign, email FROM leads WHERE company_id = $1 AND created_at >= $2 AND deleted_at IS NULL \
+                 ORDER BY created_at DESC LIMIT {BURST_SCAN}"
+            ))
+            .bind(Value::Uuid(w.tenant.company_id))
+            .bind(Value::Timestamp(since));
+            let types = [SqlType::Timestamp, SqlType::Text, SqlType::Text, SqlType::Text];
+            recent.rows =
+                tx.fetch(&q, &types).await?.into_iter().filter_map(|r| Some((r.timestamp(0)?, r.text(1), r.text(2), r.text(3)))).collect();
+            recent.since = Some(since);
+        }
+        let by_source = source.is_some() || campaign.is_some();
+        // SQLite's LIKE ignores ASCII case, PostgreSQL's does not: the same answer as the query.
+        let fold = tx.backend() == crate::Backend::Sqlite;
+        let suffix = domain.as_ref().map(|d| format!("@{d}"));
+        let in_domain = |email: &Option<String>| match (email, &suffix) {
+            (Some(e), Some(s)) if e.len() >= s.len() => {
+                let tail = &e.as_bytes()[e.len() - s.len()..];
+                if fold {
+                    tail.eq_ignore_ascii_case(s.as_bytes())
+                } else {
+                    tail == s.as_bytes()
+                }
+            }
+            _ => false,
+        };
+        let (mut same_source, mut same_domain) = (0i64, 0i64);
+        for (_, s, c, e) in recent.rows.iter().filter(|(at, ..)| *at >= since).take(BURST_SCAN) {
+            if by_source && *s == source && *c == campaign {
+                same_source += 1;
+            }
+            if in_domain(e) {
+                same_domain += 1;
+            }
+        }
+        let label = [source.as_deref(), campaign.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" / ");
+        Ok(Burst {
+            same_source: by_source.then_some(same_source),
+            same_domain: domain.as_ref().map(|_| same_domain),
+            source_label: format!("source {label}"),
+            domain: domain.unwrap_or_default(),
+        })
+    }
+}
+
+/// Collapses inner whitespace of the object's name fields in the change (the first thing
+/// the step does; imports also do it before their duplicate lookups).
+pub fn tidy_names(object: &str, changes: &mut Changes) {
     for field in name_fields(object) {
         if let Some(Value::Text(s)) = changes.fields.get_mut(*field) {
             let tidy = names::collapse_whitespace(s);

@@ -19,6 +19,7 @@ use crate::db::{Db, Q};
 use crate::records::Tenant;
 use crate::{new_id, Result, StoreError};
 use corvid_core::meta::{Field, FieldKind, ObjectDef};
+use corvid_core::validate::Changes;
 use corvid_core::value::now_micros;
 use corvid_core::{FieldError, SqlType, Value};
 use serde::{Deserialize, Serialize};
@@ -1186,6 +1187,14 @@ async fn set_state(db: &Db, company_id: Uuid, id: Uuid, state: &str, error: Opti
 }
 
 /// Applies one batch and records its outcome and the progress in one transaction.
+///
+/// Rows go through the write pipeline one by one, in file order, as they always did; what
+/// is set-based is the reading and writing around them. The records the rows match (skip
+/// and update policies) are looked up with one query per batch, the rows that will create
+/// records are validated up front so the duplicate check reads the key index for all of
+/// them at once, and new records, their keys, score history and audit rows are written with
+/// multi-row statements when the batch ends (`Pipeline::finish`). A row that updates a
+/// stored record first writes what the batch holds, so the update sees every earlier row.
 #[allow(clippy::too_many_arguments)]
 async fn commit_batch(
     db: &Db,
@@ -1199,38 +1208,66 @@ async fn commit_batch(
     seen: &mut HashMap<String, Uuid>,
 ) -> Result<i64> {
     let records = t.records(db, object);
+    let rows: Vec<(i64, Vec<String>)> = std::mem::take(batch);
+    let last_row = rows.last().map_or(0, |(n, _)| *n);
+    let inputs: Vec<Map<String, Json>> = rows.iter().map(|(_, cells)| row_input(object, custom, mapping, options, cells)).collect();
+    let keys: Vec<Option<(&'static str, String)>> = inputs.iter().map(|i| match_key(object, i)).collect();
+    let matching = matches!(options.duplicate_policy, DuplicatePolicy::Skip | DuplicatePolicy::Update);
+
     let mut tx = db.begin().await?;
     let mut pipeline = records.pipeline(&mut tx).await?.for_batch();
     pipeline.run_assignment = options.run_assignment;
+    let stored = if matching { stored_matches(&mut tx, t.company_id, object, &keys, seen).await? } else { HashMap::new() };
+    let existing_of = |key: &Option<(&str, String)>, seen: &HashMap<String, Uuid>| match key {
+        Some((_, value)) if matching => seen.get(value).or_else(|| stored.get(value)).copied(),
+        _ => None,
+    };
+    // Rows that create a record as far as can be told now (an earlier row of the batch may
+    // still turn one into a skip or an update), validated once, here.
+    let mut validated: Vec<Option<Changes>> = inputs
+        .iter()
+        .zip(&keys)
+        .map(|(input, key)| {
+            if existing_of(key, seen).is_some() {
+                return None;
+            }
+            // An invalid row is left to `create_in`, which reports it as it always has.
+            let mut changes = records.validate_new(custom, input).ok()?;
+            crate::governance::tidy_names(&object.name, &mut changes);
+            Some(changes)
+        })
+        .collect();
+    let mut prefetch_from = Some(0);
+
     let (mut created, mut updated, mut skipped, mut failed) = (0i64, 0i64, 0i64, 0i64);
-    let last_row = batch.last().map_or(0, |(n, _)| *n);
-    for (row_no, cells) in batch.drain(..) {
-        let input = row_input(object, custom, mapping, options, &cells);
-        let key = match_key(object, &input);
-        let existing = match (&key, options.duplicate_policy) {
-            (Some((col, value)), DuplicatePolicy::Skip | DuplicatePolicy::Update) => match seen.get(value) {
-                Some(id) => Some(*id),
-                None => {
-                    let q = Q::new(format!(
-                        "SELECT id FROM {} WHERE company_id = $1 AND deleted_at IS NULL AND lower({col}) = $2 LIMIT 1",
-                        object.name
-                    ))
-                    .bind(Value::Uuid(t.company_id))
-                    .bind(Value::Text(value.clone()));
-                    tx.fetch_one(&q, &[SqlType::Uuid]).await?.and_then(|r| r.uuid(0))
-                }
-            },
-            _ => None,
-        };
+    for (i, ((row_no, cells), input)) in rows.iter().zip(&inputs).enumerate() {
+        let key = &keys[i];
+        let existing = existing_of(key, seen);
         let outcome = match (existing, options.duplicate_policy) {
             (Some(_), DuplicatePolicy::Skip) => {
                 skipped += 1;
                 continue;
             }
             (Some(rec_id), DuplicatePolicy::Update) => {
-                records.update_in(&mut tx, custom, &mut pipeline, rec_id, &input, "import").await.map(|r| (r.id, false))
+                pipeline.flush(&mut tx, t.company_id).await?;
+                // The update changes the key index under what the batch read.
+                prefetch_from = Some(i + 1);
+                records.update_in(&mut tx, custom, &mut pipeline, rec_id, input, "import").await.map(|r| (r.id, false))
             }
-            _ => records.create_in(&mut tx, custom, &mut pipeline, &input, "import").await.map(|r| (r.id, true)),
+            _ => {
+                if let Some(from) = prefetch_from.take() {
+                    if pipeline.dedupe.checks_new(&object.name) {
+                        let subjects: Vec<crate::dedupe::Subject> =
+                            validated[from..].iter().flatten().filter_map(|c| crate::dedupe::subject_of_new(&object.name, c)).collect();
+                        pipeline.dedupe.prefetch(&mut tx, t.company_id, &object.name, &subjects).await?;
+                    }
+                }
+                match validated[i].take() {
+                    Some(changes) => records.create_in_validated(&mut tx, custom, &mut pipeline, input, changes, "import").await,
+                    None => records.create_in(&mut tx, custom, &mut pipeline, input, "import").await,
+                }
+                .map(|r| (r.id, true))
+            }
         };
         match outcome {
             Ok((rec_id, is_new)) => {
@@ -1240,7 +1277,7 @@ async fn commit_batch(
                     updated += 1;
                 }
                 if let Some((_, value)) = key {
-                    seen.insert(value, rec_id);
+                    seen.insert(value.clone(), rec_id);
                 }
             }
             Err(StoreError::Invalid(errs)) => {
@@ -1282,6 +1319,47 @@ async fn commit_batch(
         .await?;
     tx.commit().await?;
     Ok(row.and_then(|r| r.int(0)).unwrap_or(last_row))
+}
+
+/// The live records the batch's match keys point at (for the skip and update policies), one
+/// query per 500 keys instead of one per row; keys already matched earlier in the import
+/// are not looked up again. When several records share a key, the oldest is the match.
+async fn stored_matches(
+    tx: &mut crate::db::Tx,
+    company_id: Uuid,
+    object: &ObjectDef,
+    keys: &[Option<(&'static str, String)>],
+    seen: &HashMap<String, Uuid>,
+) -> Result<HashMap<String, Uuid>> {
+    let mut by_column: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (col, value) in keys.iter().flatten() {
+        if !seen.contains_key(value) {
+            let list = by_column.entry(col).or_default();
+            if !list.contains(&value.as_str()) {
+                list.push(value);
+            }
+        }
+    }
+    let mut out = HashMap::new();
+    for (col, values) in by_column {
+        for chunk in values.chunks(500) {
+            let mut q = Q::new(String::new());
+            let pc = q.param(Value::Uuid(company_id));
+            let ps: Vec<String> = chunk.iter().map(|v| q.param(Value::Text((*v).to_string()))).collect();
+            // Columns come from `match_key`, never from the file.
+            q.sql = format!(
+                "SELECT lower({col}), id FROM {} WHERE company_id = {pc} AND deleted_at IS NULL AND lower({col}) IN ({}) ORDER BY created_at, id",
+                object.name,
+                ps.join(", ")
+            );
+            for r in tx.fetch(&q, &[SqlType::Text, SqlType::Uuid]).await? {
+                if let (Some(v), Some(id)) = (r.text(0), r.uuid(1)) {
+                    out.entry(v).or_insert(id);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Imports of at least this many rows refresh the planner's statistics of the table.

@@ -325,15 +325,36 @@ impl Records<'_> {
     pub async fn create(&self, input: &Map<String, serde_json::Value>, idem: Option<Idempotency<'_>>) -> Result<(Record, bool)> {
         self.ensure_writer()?;
         let custom = self.custom_fields().await?;
+        let out = match idem {
+            // Written in one transaction with concurrent creates of the company (same rules,
+            // own audit context; see `pipeline::grouped_create`).
+            None => crate::pipeline::grouped_create(self.db, self.tenant, self.object, custom, input.clone()).await.map(|r| (r, false)),
+            Some(idem) => self.create_alone(&custom, input, Some(idem)).await,
+        };
+        match out {
+            Ok((rec, replayed)) => Ok((self.shown(rec), replayed)),
+            Err(e) => Err(self.explain(e).await),
+        }
+    }
+
+    /// A create in a transaction of its own.
+    async fn create_alone(
+        &self,
+        custom: &[Field],
+        input: &Map<String, serde_json::Value>,
+        idem: Option<Idempotency<'_>>,
+    ) -> Result<(Record, bool)> {
         let mut tx = self.db.begin().await?;
         let mut pipeline = Pipeline::load(&mut tx, self.tenant, self.object).await?;
-        let out = match self.create_tx(&mut tx, &custom, &mut pipeline, input, idem, "interactive").await {
-            Ok(out) => out,
-            Err(e) => return Err(self.explain(e).await),
-        };
+        let out = self.create_tx(&mut tx, custom, &mut pipeline, input, idem, "interactive").await?;
         pipeline.finish(&mut tx).await?;
         tx.commit().await?;
-        Ok((self.shown(out.0), out.1))
+        Ok(out)
+    }
+
+    /// A create of a failed group, again in a transaction of its own.
+    pub(crate) async fn create_single(&self, custom: &[Field], input: &Map<String, serde_json::Value>) -> Result<Record> {
+        Ok(self.create_alone(custom, input, None).await?.0)
     }
 
     async fn create_tx(
@@ -405,7 +426,7 @@ impl Records<'_> {
             names.push(name.clone());
             ps.push(q.param(value.clone()));
         }
-        if pipeline.batch {
+        if pipeline.defers_insert(self.object) {
             // Batches insert their rows together (`Pipeline::flush`).
             pipeline.defer_insert(self.object, id, names, q.params);
         } else {
@@ -414,7 +435,8 @@ impl Records<'_> {
         }
 
         let currency = changes.fields.get("currency").and_then(Value::as_str).map(str::to_string);
-        if pipeline.batch {
+        let mut audit_rows = Vec::new();
+        if pipeline.batch && !pipeline.audit_fields {
             // Imports audit each record as one row holding all its values, appended with the
             // batch: a million-row import writes a million audit rows, not twenty million.
             let mut values = Map::new();
@@ -428,7 +450,7 @@ impl Records<'_> {
             for (k, v) in changes.custom.iter().filter(|(_, v)| !v.is_null()) {
                 values.insert(k.clone(), v.clone());
             }
-            pipeline.deferred_audit.push(Change {
+            audit_rows.push(Change {
                 object: self.object.name.clone(),
                 record_id: Some(id),
                 action: "create".into(),
@@ -436,7 +458,32 @@ impl Records<'_> {
                 old: None,
                 new: Some(serde_json::Value::Object(values).to_string()),
             });
-            pipeline.deferred_audit.extend(pipeline_audit);
+        } else {
+            for field in &self.object.fields {
+                if let Some(v) = changes.fields.get(&field.name).filter(|v| !v.is_null()) {
+                    audit_rows.push(self.change("create", Some(id), &field.name, None, audit_text(field, v, currency.as_deref())));
+                }
+            }
+            for (k, v) in &changes.custom {
+                if !v.is_null() {
+                    audit_rows.push(self.change("create", Some(id), k, None, json_text(v)));
+                }
+            }
+            if audit_rows.is_empty() {
+                audit_rows.push(Change {
+                    object: self.object.name.clone(),
+                    record_id: Some(id),
+                    action: "create".into(),
+                    field: None,
+                    old: None,
+                    new: None,
+                });
+            }
+        }
+        if pipeline.batch {
+            audit_rows.extend(pipeline_audit);
+            pipeline.defer_audit(&self.tenant.audit, audit_rows);
+            // The record as stored: batches insert it later (`Pipeline::flush`).
             let record = Record {
                 id,
                 number: number_for_record,
@@ -456,29 +503,8 @@ impl Records<'_> {
                 redacted: Vec::new(),
             };
             let after = pipeline.after_write(tx, &write, &record).await?;
-            pipeline.deferred_audit.extend(after);
+            pipeline.defer_audit(&self.tenant.audit, after);
             return Ok((record, false));
-        }
-        let mut audit_rows = Vec::new();
-        for field in &self.object.fields {
-            if let Some(v) = changes.fields.get(&field.name).filter(|v| !v.is_null()) {
-                audit_rows.push(self.change("create", Some(id), &field.name, None, audit_text(field, v, currency.as_deref())));
-            }
-        }
-        for (k, v) in &changes.custom {
-            if !v.is_null() {
-                audit_rows.push(self.change("create", Some(id), k, None, json_text(v)));
-            }
-        }
-        if audit_rows.is_empty() {
-            audit_rows.push(Change {
-                object: self.object.name.clone(),
-                record_id: Some(id),
-                action: "create".into(),
-                field: None,
-                old: None,
-                new: None,
-            });
         }
         audit_rows.extend(pipeline_audit);
         audit::append(tx, &self.tenant.audit, &audit_rows).await?;
@@ -594,7 +620,7 @@ impl Records<'_> {
     /// as a database sequence would).
     async fn next_number(&self, tx: &mut Tx, pipeline: &mut Pipeline) -> Result<String> {
         if pipeline.numbers.0 >= pipeline.numbers.1 {
-            let block: i64 = if pipeline.batch { 500 } else { 1 };
+            let block: i64 = pipeline.number_block.max(1);
             let q = Q::new(
                 "INSERT INTO counters (company_id, object, next) VALUES ($1, $2, $3) \
                  ON CONFLICT (company_id, object) DO UPDATE SET next = counters.next + $3 RETURNING next",

@@ -10,7 +10,7 @@ use crate::audit::{self, AuditCtx, Change};
 use crate::db::{Db, Row, Tx, Q};
 use crate::pipeline::Write;
 use crate::records::Tenant;
-use crate::{custom_fields, jobs, new_id, predictive, Result, StoreError};
+use crate::{custom_fields, jobs, new_id, predictive, settings, Result, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use corvid_core::meta::ObjectDef;
 use corvid_core::record::Record;
@@ -309,6 +309,7 @@ pub async fn create_set(db: &Db, t: &Tenant, input: RuleSetInput) -> Result<Rule
     if input.active {
         set_active_tx(&mut tx, &t.audit, &mut set, true).await?;
     }
+    settings::touch(&mut tx, t.company_id).await?;
     tx.commit().await?;
     Ok(set)
 }
@@ -366,6 +367,7 @@ pub async fn update_set(db: &Db, t: &Tenant, id: Uuid, patch: RuleSetPatch) -> R
     if let Some(active) = patch.active {
         set_active_tx(&mut tx, &t.audit, &mut set, active).await?;
     }
+    settings::touch(&mut tx, t.company_id).await?;
     tx.commit().await?;
     Ok(set)
 }
@@ -374,6 +376,7 @@ pub async fn activate_set(db: &Db, t: &Tenant, id: Uuid, active: bool) -> Result
     let mut tx = db.begin().await?;
     let mut set = get_set_tx(&mut tx, t.company_id, id).await?;
     set_active_tx(&mut tx, &t.audit, &mut set, active).await?;
+    settings::touch(&mut tx, t.company_id).await?;
     tx.commit().await?;
     Ok(set)
 }
@@ -388,6 +391,7 @@ pub async fn delete_set(db: &Db, t: &Tenant, id: Uuid) -> Result<()> {
     )
     .await?;
     audit::append(&mut tx, &t.audit, &[set_change(id, "delete", "definition", Some(def_text(&set.def)), None)]).await?;
+    settings::touch(&mut tx, t.company_id).await?;
     tx.commit().await
 }
 
@@ -937,21 +941,71 @@ struct Pending {
     reason: &'static str,
 }
 
+/// A score-history row kept for a batch: record, time, score, previous score, reason.
+type HistoryRow = (Uuid, DateTime<Utc>, i64, Option<i64>, &'static str);
+
 /// The step's state for one transaction or import batch: the active rule set and model,
 /// loaded once.
 #[derive(Debug, Default)]
 pub struct Step {
     active: Option<Active>,
     pending: Option<Pending>,
+    /// Batch mode: score history rows kept for `flush` (lead, time, score, previous, reason).
+    history: Option<Vec<HistoryRow>>,
+}
+
+/// Whether writes of `object` are scored (leads) or rescore a lead (activities).
+pub fn scores(object: &ObjectDef) -> bool {
+    matches!(object.name.as_str(), "leads" | "activities")
 }
 
 impl Step {
     pub async fn load(tx: &mut Tx, tenant: &Tenant, object: &'static ObjectDef) -> Result<Step> {
-        let active = match object.name.as_str() {
-            "leads" | "activities" => Some(load_active(tx, tenant.company_id).await?),
-            _ => None,
-        };
-        Ok(Step { active, pending: None })
+        let active = if scores(object) { Some(load_active(tx, tenant.company_id).await?) } else { None };
+        Ok(Step::with_active(active))
+    }
+
+    /// The step with an active rule set and model already read (the pipeline's cache).
+    pub fn with_active(active: Option<Active>) -> Step {
+        Step { active, pending: None, history: None }
+    }
+
+    /// Batch mode: history rows of new leads are written together by `flush`.
+    pub fn for_batch(&mut self) {
+        self.history = Some(Vec::new());
+    }
+
+    /// Writes the history rows kept in batch mode (multi-row INSERTs).
+    pub async fn flush(&mut self, tx: &mut Tx, company_id: Uuid) -> Result<()> {
+        let Some(rows) = self.history.as_mut().filter(|h| !h.is_empty()) else { return Ok(()) };
+        let set = self.active.as_ref().and_then(|a| a.set.as_ref()).map(|s| s.id);
+        // Eight values per row: well under both backends' parameter limits.
+        for chunk in rows.chunks(2000) {
+            let mut q = Q::new(String::new());
+            let pc = q.param(Value::Uuid(company_id));
+            let ps = q.param(set.map_or(Value::Null(SqlType::Uuid), Value::Uuid));
+            let tuples: Vec<String> = chunk
+                .iter()
+                .map(|(lead, at, score, previous, reason)| {
+                    format!(
+                        "({}, {pc}, {}, {}, {}, {}, {}, {ps})",
+                        q.param(Value::Uuid(new_id())),
+                        q.param(Value::Uuid(*lead)),
+                        q.param(Value::Timestamp(*at)),
+                        q.param(Value::Int(*score)),
+                        q.param(previous.map_or(Value::Null(SqlType::Int), Value::Int)),
+                        q.param(Value::Text((*reason).into())),
+                    )
+                })
+                .collect();
+            q.sql = format!(
+                "INSERT INTO lead_score_history (id, company_id, lead_id, at, score, previous_score, reason, rule_set_id) VALUES {}",
+                tuples.join(", ")
+            );
+            tx.execute(&q).await?;
+        }
+        rows.clear();
+        Ok(())
     }
 
     /// Scores a lead being created or updated: `lead_score`, `score_explanation` and
@@ -1010,8 +1064,13 @@ impl Step {
             "leads" => {
                 if let Some(p) = self.pending.take() {
                     if record.fields.get("lead_score").and_then(Value::as_i64) == Some(p.score) {
-                        let set = self.active.as_ref().and_then(|a| a.set.as_ref()).map(|s| s.id);
-                        write_history(tx, company_id, record.id, p.score, p.previous, p.reason, set).await?;
+                        match self.history.as_mut() {
+                            Some(rows) if w.existing.is_none() => rows.push((record.id, now_micros(), p.score, p.previous, p.reason)),
+                            _ => {
+                                let set = self.active.as_ref().and_then(|a| a.set.as_ref()).map(|s| s.id);
+                                write_history(tx, company_id, record.id, p.score, p.previous, p.reason, set).await?;
+                            }
+                        }
                     }
                 }
             }

@@ -400,7 +400,7 @@ async fn floor(db: &Db, csv_path: &PathBuf) -> anyhow::Result<(f64, usize)> {
     let started = Instant::now();
     let mut rows = 0usize;
     match db {
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             let mut tx = pool.begin().await?;
             for rec in reader.records() {
                 let rec = rec?;
@@ -413,7 +413,7 @@ async fn floor(db: &Db, csv_path: &PathBuf) -> anyhow::Result<(f64, usize)> {
             }
             tx.commit().await?;
         }
-        Db::Postgres(pool) => {
+        Db::Postgres(pool, _) => {
             let mut tx = pool.begin().await?;
             for rec in reader.records() {
                 let rec = rec?;
