@@ -430,20 +430,7 @@ async fn lead_groups(db: Db, key: GroupKey, object: &'static ObjectDef) {
     }
 }
 
-pub static GT: [std::sync::atomic::AtomicU64; 4] = [const { std::sync::atomic::AtomicU64::new(0) }; 4];
-async fn write_group(db: &Db, tx: Tx, object: &'static ObjectDef, jobs: Vec<Job>) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let t = std::time::Instant::now();
-    let n = jobs.len() as u64;
-    write_group2(db, tx, object, jobs).await;
-    GT[0].fetch_add(1, Relaxed);
-    GT[1].fetch_add(n, Relaxed);
-    GT[2].fetch_add(t.elapsed().as_micros() as u64, Relaxed);
-    if GT[0].load(Relaxed) % 50 == 0 {
-        eprintln!("groups {} creates {} in-group ms {}", GT[0].swap(0, Relaxed), GT[1].swap(0, Relaxed), GT[2].swap(0, Relaxed) / 1000);
-    }
-}
-async fn write_group2(db: &Db, mut tx: Tx, object: &'static ObjectDef, jobs: Vec<Job>) {
+async fn write_group(db: &Db, mut tx: Tx, object: &'static ObjectDef, jobs: Vec<Job>) {
     let Some(first) = jobs.first().map(|j| j.tenant.clone()) else { return };
     let outcomes = match create_group(db, &mut tx, object, &first, &jobs).await {
         Ok(outcomes) => match tx.commit().await {
