@@ -609,23 +609,37 @@ const GENERIC_ORG_WORDS: &[&str] = &[
 ];
 
 fn org_name_rel(a: &str, b: &str) -> OrgNameRel {
-    org_words_rel(&org_name_words(a), &org_name_words(b))
+    org_words_rel(&OrgWords::new(org_name_words(a)), &OrgWords::new(org_name_words(b)))
 }
 
-fn org_words_rel(wa: &[String], wb: &[String]) -> OrgNameRel {
+/// A company name's distinctive words, spaced and joined, derived once for comparing.
+#[derive(Debug, Clone)]
+struct OrgWords {
+    words: Vec<String>,
+    spaced: String,
+    joined: String,
+}
+
+impl OrgWords {
+    fn new(words: Vec<String>) -> OrgWords {
+        OrgWords { spaced: words.join(" "), joined: words.concat(), words }
+    }
+}
+
+fn org_words_rel(a: &OrgWords, b: &OrgWords) -> OrgNameRel {
+    let (wa, wb) = (a.words.as_slice(), b.words.as_slice());
     if wa.is_empty() || wb.is_empty() {
         return OrgNameRel::Different;
     }
-    let (ka, kb) = (wa.join(" "), wb.join(" "));
-    let (ja, jb) = (wa.concat(), wb.concat());
-    if ka == kb || ja == jb {
+    let (ja, jb) = (&a.joined, &b.joined);
+    if a.spaced == b.spaced || ja == jb {
         return OrgNameRel::Same;
     }
     let (la, lb) = (ja.chars().count(), jb.chars().count());
     let min_len = la.min(lb);
     if min_len >= 5 && la.abs_diff(lb) <= 2 {
-        let d = damerau_levenshtein(&ja, &jb);
-        if (d == 1 || (d == 2 && min_len >= 9)) && jaro_winkler(&ja, &jb) >= 0.9 {
+        let d = damerau_levenshtein(ja, jb);
+        if (d == 1 || (d == 2 && min_len >= 9)) && jaro_winkler(ja, jb) >= 0.9 {
             return OrgNameRel::Typo;
         }
     }
@@ -806,7 +820,7 @@ struct NameCmp {
 /// Aligns the tokens of two names (greedy best pairs; names have few tokens) and scores the
 /// alignment. Tokens left over on both sides are a conflict ("John Smith" vs "Peter Smith");
 /// left over on one side only, a missing middle name, which costs little.
-fn compare_names(a: &NameParts, b: &NameParts) -> Option<NameCmp> {
+fn compare_names(a: &NameParts, b: &NameParts, notes: bool) -> Option<NameCmp> {
     if a.tokens.is_empty() || b.tokens.is_empty() {
         return None;
     }
@@ -831,7 +845,9 @@ fn compare_names(a: &NameParts, b: &NameParts) -> Option<NameCmp> {
     }
     let mut out = NameCmp::default();
     if pairs.is_empty() {
-        out.notes.push("names differ".into());
+        if notes {
+            out.notes.push("names differ".into());
+        }
         return Some(out);
     }
     let un_a = used_a.iter().filter(|u| !**u).count();
@@ -850,6 +866,13 @@ fn compare_names(a: &NameParts, b: &NameParts) -> Option<NameCmp> {
     let family_met = pairs.iter().any(|p| a.tokens[p.2].family || b.tokens[p.3].family);
     if fam_a && fam_b && !family_met {
         sim = sim.min(0.5);
+    }
+    if let (Some(ga), Some(gb)) = (&a.generation, &b.generation) {
+        out.generation_conflict = ga != gb;
+    }
+    out.sim = sim;
+    if !notes {
+        return Some(out);
     }
     for p in &pairs {
         let (ta, tb) = (&a.tokens[p.2].text, &b.tokens[p.3].text);
@@ -874,11 +897,9 @@ fn compare_names(a: &NameParts, b: &NameParts) -> Option<NameCmp> {
     }
     if let (Some(ga), Some(gb)) = (&a.generation, &b.generation) {
         if ga != gb {
-            out.generation_conflict = true;
             out.notes.push(format!("different generation ({ga} ~ {gb})"));
         }
     }
-    out.sim = sim;
     Some(out)
 }
 
@@ -957,44 +978,75 @@ fn local_letters(local: &str) -> String {
     local.chars().filter(|c| c.is_alphabetic()).collect()
 }
 
-fn email_rel(a: &str, b: &str) -> Option<EmailRel> {
-    let (na, nb) = (normalise_email(a)?, normalise_email(b)?);
-    let (la, da) = na.rsplit_once('@')?;
-    let (lb, db) = nb.rsplit_once('@')?;
-    if na == nb {
-        return Some(if disposable::is_role_local(la) { EmailRel::SameShared } else { EmailRel::Same });
+/// An email address taken apart once for comparing (see `email_rel`).
+#[derive(Debug, Clone)]
+struct EmailParts {
+    normalised: String,
+    /// Where the domain starts in `normalised`.
+    domain_at: usize,
+    /// The local part without dots (ignored by some providers and not others).
+    undotted: String,
+    letters: String,
+    role: bool,
+    free: bool,
+    company: bool,
+}
+
+impl EmailParts {
+    fn new(raw: &str) -> Option<EmailParts> {
+        let normalised = normalise_email(raw)?;
+        let at = normalised.rfind('@')?;
+        let (local, domain) = (&normalised[..at], &normalised[at + 1..]);
+        let undotted = local.replace('.', "");
+        let free = disposable::is_free_mail(domain);
+        Some(EmailParts {
+            letters: local_letters(&undotted),
+            role: disposable::is_role_local(local),
+            company: !free && !disposable::is_disposable(domain),
+            free,
+            undotted,
+            domain_at: at + 1,
+            normalised,
+        })
     }
-    let shared = disposable::is_role_local(la) || disposable::is_role_local(lb);
-    // Dots are ignored by some providers and not others: compare local parts without them.
-    let (pa, pb) = (la.replace('.', ""), lb.replace('.', ""));
-    let min_local = pa.chars().count().min(pb.chars().count());
+
+    fn domain(&self) -> &str {
+        &self.normalised[self.domain_at..]
+    }
+}
+
+fn email_rel(a: &EmailParts, b: &EmailParts) -> EmailRel {
+    if a.normalised == b.normalised {
+        return if a.role { EmailRel::SameShared } else { EmailRel::Same };
+    }
+    let shared = a.role || b.role;
+    let (pa, pb) = (a.undotted.as_str(), b.undotted.as_str());
+    let (da, db) = (a.domain(), b.domain());
     // On one domain, local parts that differ only in digits are namesakes the mail system
     // told apart (rahul.sharma@ and rahul.sharma2@), not a typo.
-    let digits_only = local_letters(&pa) == local_letters(&pb);
-    let dl = damerau_levenshtein(&pa, &pb);
-    if da == db && !digits_only && !shared && ((dl == 1 && min_local >= 4) || (dl == 2 && min_local >= 8)) {
-        return Some(EmailRel::Typo);
+    if da == db && a.letters != b.letters && !shared {
+        let min_local = pa.chars().count().min(pb.chars().count());
+        let dl = damerau_levenshtein(pa, pb);
+        if (dl == 1 && min_local >= 4) || (dl == 2 && min_local >= 8) {
+            return EmailRel::Typo;
+        }
     }
     if da != db && !shared {
         // A mistyped domain ("gmial.com") with the same mailbox name.
-        if pa == pb && damerau_levenshtein(da, db) <= 2 && da.len().min(db.len()) >= 6 {
-            return Some(EmailRel::Typo);
+        if pa == pb && da.len().min(db.len()) >= 6 && damerau_levenshtein(da, db) <= 2 {
+            return EmailRel::Typo;
         }
         // The same mailbox name at another domain: work and personal addresses of one person.
         // With different digits ("amit.patel" ~ "amitpatel77") the name was probably taken
         // by a namesake, so it counts for less.
         if pa == pb && pa.chars().count() >= 5 {
-            return Some(EmailRel::SameLocal);
+            return EmailRel::SameLocal;
         }
-        if local_letters(&pa).chars().count() >= 5 && local_letters(&pa) == local_letters(&pb) {
-            return Some(EmailRel::SimilarLocal);
+        if a.letters.chars().count() >= 5 && a.letters == b.letters {
+            return EmailRel::SimilarLocal;
         }
     }
-    let company = |d: &str| !disposable::is_free_mail(d) && !disposable::is_disposable(d);
-    Some(EmailRel::Different {
-        same_company_domain: da == db && company(da),
-        both_free: disposable::is_free_mail(da) && disposable::is_free_mail(db),
-    })
+    EmailRel::Different { same_company_domain: da == db && a.company, both_free: a.free && b.free }
 }
 
 /// The name a company domain spells ("tcs.com" -> "tcs", "acme.co.in" -> "acme").
@@ -1020,68 +1072,136 @@ fn domain_name_rel(domain: &str, words: &[String]) -> OrgNameRel {
 
 /// Compares two people.
 pub fn compare_people(a: &Person, b: &Person) -> Match {
-    let mut reasons: Vec<String> = Vec::new();
+    compare_prepared(&PreparedPerson::new(a.clone()), &PreparedPerson::new(b.clone()))
+}
+
+/// A person with what comparing looks at derived once (name tokens, email parts, phone,
+/// company words and domain): a new lead is compared with up to two hundred candidates, and
+/// a candidate with every new lead of a batch.
+#[derive(Debug, Clone)]
+pub struct PreparedPerson {
+    person: Person,
+    names: NameParts,
+    email: Option<EmailParts>,
+    phone: Option<String>,
+    company_domain: Option<String>,
+    company_words: Option<OrgWords>,
+}
+
+impl PreparedPerson {
+    pub fn new(person: Person) -> PreparedPerson {
+        PreparedPerson {
+            names: name_parts(present(&person.first_name), present(&person.last_name)),
+            email: present(&person.email).and_then(EmailParts::new),
+            phone: present(&person.phone).and_then(normalise_phone),
+            company_domain: present(&person.email).and_then(company_domain_of_email),
+            company_words: present(&person.company_name).map(|c| OrgWords::new(org_name_words(c))),
+            person,
+        }
+    }
+
+    fn shown(&self) -> String {
+        [present(&self.person.first_name), present(&self.person.last_name)].into_iter().flatten().collect::<Vec<_>>().join(" ")
+    }
+}
+
+impl std::ops::Deref for PreparedPerson {
+    type Target = Person;
+    fn deref(&self) -> &Person {
+        &self.person
+    }
+}
+
+impl PartialEq for PreparedPerson {
+    fn eq(&self, other: &Self) -> bool {
+        self.person == other.person
+    }
+}
+
+/// `compare_people` of prepared people.
+pub fn compare_prepared(a: &PreparedPerson, b: &PreparedPerson) -> Match {
+    let mut reasons = Vec::new();
+    let score = person_score(a, b, Some(&mut reasons));
+    Match { score, reasons }
+}
+
+/// The score of `compare_prepared` alone, without writing its reasons (most pairs compared
+/// are not duplicates, and their reasons would be thrown away).
+pub fn prepared_score(a: &PreparedPerson, b: &PreparedPerson) -> u8 {
+    person_score(a, b, None)
+}
+
+fn person_score(a: &PreparedPerson, b: &PreparedPerson, mut reasons: Option<&mut Vec<String>>) -> u8 {
+    macro_rules! say {
+        ($($arg:tt)*) => {
+            if let Some(r) = reasons.as_deref_mut() {
+                r.push(format!($($arg)*));
+            }
+        };
+    }
     let mut score: i32 = 0;
 
-    let na = name_parts(present(&a.first_name), present(&a.last_name));
-    let nb = name_parts(present(&b.first_name), present(&b.last_name));
-    let shown = |p: &Person| [present(&p.first_name), present(&p.last_name)].into_iter().flatten().collect::<Vec<_>>().join(" ");
-    let names = compare_names(&na, &nb);
+    let names = compare_names(&a.names, &b.names, reasons.is_some());
     let mut name_conflict = false;
     let mut generation_conflict = false;
     if let Some(n) = &names {
-        let (sa, sb) = (shown(a), shown(b));
+        let (sa, sb) = if reasons.is_some() { (a.shown(), b.shown()) } else { (String::new(), String::new()) };
         let detail = if n.notes.is_empty() { String::new() } else { format!(": {}", n.notes.join(", ")) };
         if n.sim >= 0.95 {
             score += 45;
-            reasons.push(if n.notes.is_empty() { format!("same name ({sa})") } else { format!("same name ({sa} ~ {sb}{detail})") });
+            if n.notes.is_empty() {
+                say!("same name ({sa})");
+            } else {
+                say!("same name ({sa} ~ {sb}{detail})");
+            }
         } else if n.sim >= 0.85 {
             score += 38;
-            reasons.push(format!("similar name ({sa} ~ {sb}{detail})"));
+            say!("similar name ({sa} ~ {sb}{detail})");
         } else if n.sim >= 0.8 {
             score += 30;
-            reasons.push(format!("partly similar name ({sa} ~ {sb}{detail})"));
+            say!("partly similar name ({sa} ~ {sb}{detail})");
         } else if n.sim >= 0.7 {
             score += 20;
-            reasons.push(format!("partly similar name ({sa} ~ {sb}{detail})"));
+            say!("partly similar name ({sa} ~ {sb}{detail})");
         } else if n.sim >= 0.6 {
             score += 10;
-            reasons.push(format!("weakly similar name ({sa} ~ {sb}{detail})"));
+            say!("weakly similar name ({sa} ~ {sb}{detail})");
         } else {
             name_conflict = true;
-            reasons.push(format!("different names ({sa} ~ {sb})"));
+            say!("different names ({sa} ~ {sb})");
         }
         generation_conflict = n.generation_conflict;
         if generation_conflict {
-            reasons.push("different generation (Jr. / Sr.)".into());
+            say!("different generation (Jr. / Sr.)");
         }
     }
 
     let mut same_contact = false;
-    if let (Some(ea), Some(eb)) = (present(&a.email), present(&b.email)) {
-        match email_rel(ea, eb) {
-            Some(EmailRel::Same) => {
+    let (ea, eb) = (present(&a.person.email).unwrap_or_default(), present(&b.person.email).unwrap_or_default());
+    if let (Some(pa), Some(pb)) = (&a.email, &b.email) {
+        match email_rel(pa, pb) {
+            EmailRel::Same => {
                 score += 50;
                 same_contact = true;
-                reasons.push(format!("same email ({})", ea.to_lowercase()));
+                say!("same email ({})", ea.to_lowercase());
             }
-            Some(EmailRel::SameShared) => {
+            EmailRel::SameShared => {
                 score += 15;
-                reasons.push(format!("same shared mailbox ({})", ea.to_lowercase()));
+                say!("same shared mailbox ({})", ea.to_lowercase());
             }
-            Some(EmailRel::Typo) => {
+            EmailRel::Typo => {
                 score += 30;
-                reasons.push(format!("email differs by a typo ({ea} ~ {eb})"));
+                say!("email differs by a typo ({ea} ~ {eb})");
             }
-            Some(EmailRel::SameLocal) => {
+            EmailRel::SameLocal => {
                 score += 25;
-                reasons.push(format!("same email name at another domain ({ea} ~ {eb})"));
+                say!("same email name at another domain ({ea} ~ {eb})");
             }
-            Some(EmailRel::SimilarLocal) => {
+            EmailRel::SimilarLocal => {
                 score += 10;
-                reasons.push(format!("similar email name at another domain ({ea} ~ {eb})"));
+                say!("similar email name at another domain ({ea} ~ {eb})");
             }
-            Some(EmailRel::Different { same_company_domain, both_free }) => {
+            EmailRel::Different { same_company_domain, both_free } => {
                 let (points, why) = if same_company_domain {
                     (30, "different email addresses at the same company")
                 } else if both_free {
@@ -1090,51 +1210,54 @@ pub fn compare_people(a: &Person, b: &Person) -> Match {
                     (10, "different email addresses")
                 };
                 score -= points;
-                reasons.push(why.into());
+                say!("{why}");
             }
-            None => {}
         }
     }
-    if let (Some(pa), Some(pb)) = (present(&a.phone).and_then(normalise_phone), present(&b.phone).and_then(normalise_phone)) {
+    if let (Some(pa), Some(pb)) = (&a.phone, &b.phone) {
         if pa == pb {
             score += 40;
             same_contact = true;
-            reasons.push(format!("same phone ({pa})"));
+            say!("same phone ({pa})");
         } else {
             score -= 15;
-            reasons.push("different phones".into());
+            say!("different phones");
         }
     }
 
     // Company: the names, the company email domains, or one side's domain against the other's name.
-    let (ca, cb) = (present(&a.company_name), present(&b.company_name));
-    let (da, db) = (present(&a.email).and_then(company_domain_of_email), present(&b.email).and_then(company_domain_of_email));
-    let (wa, wb) = (ca.map(org_name_words), cb.map(org_name_words));
-    let names_rel = match (&wa, &wb) {
+    let (ca, cb) = (present(&a.person.company_name), present(&b.person.company_name));
+    let (da, db) = (a.company_domain.as_deref(), b.company_domain.as_deref());
+    let (wa, wb) = (a.company_words.as_ref(), b.company_words.as_ref());
+    let names_rel = match (wa, wb) {
         (Some(x), Some(y)) => Some(org_words_rel(x, y)),
         _ => None,
     };
-    let domains_same = matches!((&da, &db), (Some(x), Some(y)) if x == y);
-    let cross = [(da.as_deref(), wb.as_deref(), cb), (db.as_deref(), wa.as_deref(), ca)]
+    let domains_same = matches!((da, db), (Some(x), Some(y)) if x == y);
+    let cross = [(da, wb, cb), (db, wa, ca)]
         .into_iter()
-        .filter_map(|(d, w, n)| Some((domain_name_rel(d?, w?), d?, n?)))
+        .filter_map(|(d, w, n)| Some((domain_name_rel(d?, &w?.words), d?, n?)))
         .max_by_key(|(rel, _, _)| *rel);
     if let Some(OrgNameRel::Same | OrgNameRel::Typo) = names_rel {
         let (x, y) = (ca.unwrap_or_default(), cb.unwrap_or_default());
         score += 25;
-        reasons.push(if x == y { format!("same company ({x})") } else { format!("same company ({x} ~ {y})") });
+        if x == y {
+            say!("same company ({x})");
+        } else {
+            say!("same company ({x} ~ {y})");
+        }
     } else if domains_same && !same_contact {
         score += 25;
-        reasons.push(format!("same company email domain ({})", da.clone().unwrap_or_default()));
+        say!("same company email domain ({})", da.unwrap_or_default());
     } else if let Some((OrgNameRel::Same, d, n)) = cross {
         score += 25;
-        reasons.push(format!("email domain matches the company ({d} ~ {n})"));
+        say!("email domain matches the company ({d} ~ {n})");
     } else if matches!(names_rel, Some(OrgNameRel::Contains | OrgNameRel::Acronym)) || matches!(cross, Some((OrgNameRel::Acronym, _, _))) {
         score += 10;
-        reasons.push("related company names".into());
+        say!("related company names");
     } else if names_rel == Some(OrgNameRel::Different) {
         score -= 10;
-        reasons.push("different companies".into());
+        say!("different companies");
     }
 
     let mut score = score.clamp(0, 100);
@@ -1144,7 +1267,7 @@ pub fn compare_people(a: &Person, b: &Person) -> Match {
     if generation_conflict {
         score = score.min(40);
     }
-    Match { score: score as u8, reasons }
+    score as u8
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -105,6 +105,24 @@ fn describe(n: &PhoneNumber) -> PhoneInfo {
     }
 }
 
+/// Numbers described lately, by E.164. A write parses a number (validation) and then
+/// describes the stored form again (the quality check); the metadata's regular expressions
+/// make parsing the costliest step of a lead write, and its regex cache (100 entries for
+/// every country's patterns) recompiles them as soon as numbers of a few countries mix.
+/// Describing is a pure function of the number, so a hit answers exactly as parsing would.
+static RECENT: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, PhoneInfo>>> =
+    std::sync::LazyLock::new(Default::default);
+const RECENT_MAX: usize = 4096;
+
+fn remember(info: &PhoneInfo) {
+    if let Ok(mut recent) = RECENT.lock() {
+        if recent.len() >= RECENT_MAX {
+            recent.clear();
+        }
+        recent.insert(info.e164.clone(), info.clone());
+    }
+}
+
 /// The parser belongs to a third-party crate; a panic inside it must not take a request down.
 fn parse_guarded(region: Option<country::Id>, s: &str) -> Option<PhoneNumber> {
     std::panic::catch_unwind(|| phonenumber::parse(region, s).ok()).ok().flatten()
@@ -135,7 +153,9 @@ pub fn parse(raw: &str, calling_code: &str) -> Result<PhoneInfo, String> {
     for c in &candidates {
         if let Some(n) = parse_guarded(region, c) {
             if n.is_valid() {
-                return Ok(describe(&n));
+                let info = describe(&n);
+                remember(&info);
+                return Ok(info);
             }
             seen_code.get_or_insert(n.code().value());
         }
@@ -152,7 +172,14 @@ pub fn info(e164: &str) -> Option<PhoneInfo> {
     if !s.starts_with('+') || s.len() > MAX_INPUT {
         return None;
     }
-    parse_guarded(None, s).filter(PhoneNumber::is_valid).map(|n| describe(&n))
+    if let Some(hit) = RECENT.lock().ok().and_then(|recent| recent.get(s).cloned()) {
+        return Some(hit);
+    }
+    let info = parse_guarded(None, s).filter(PhoneNumber::is_valid).map(|n| describe(&n));
+    if let Some(i) = &info {
+        remember(i);
+    }
+    info
 }
 
 #[cfg(test)]
@@ -167,6 +194,26 @@ mod tests {
         assert_eq!(parse("020 7946 0958", "44").map(|p| p.e164), Ok("+442079460958".into()));
         assert_eq!(parse("07911 123456", "44").map(|p| p.e164), Ok("+447911123456".into()));
         assert_eq!(parse("030 1234567", "49").map(|p| p.e164), Ok("+49301234567".into()));
+    }
+
+    /// `info` answers from what `parse` remembered; it must be what parsing the stored form
+    /// gives.
+    #[test]
+    fn remembered_descriptions_match_parsing_the_stored_form() {
+        for (raw, code) in [
+            ("98765 43210", "91"),
+            ("(415) 555-2671", "1"),
+            ("020 7946 0958", "44"),
+            ("030 1234567", "49"),
+            ("+971 50 123 4567", "91"),
+            ("+65 8123 4567", "91"),
+            ("+61 412 345 678", "91"),
+        ] {
+            let parsed = parse(raw, code).expect(raw);
+            let fresh = parse_guarded(None, &parsed.e164).filter(PhoneNumber::is_valid).map(|n| describe(&n));
+            assert_eq!(fresh.as_ref(), Some(&parsed), "{raw}");
+            assert_eq!(info(&parsed.e164), Some(parsed));
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! Person line: `D|first;last;email;phone;company|first;last;email;phone;company`
 //! Organisation line: `D|name;website;gstin|name;website;gstin`
 
-use corvid_core::matching::{compare_orgs, compare_people, org_keys, person_keys, Org, Person, THRESHOLD};
+use corvid_core::matching::{compare_orgs, compare_people, org_keys, person_keys, prepared_score, Org, Person, PreparedPerson, THRESHOLD};
 use corvid_core::validate::{parse_email, parse_phone};
 
 const PEOPLE: &str = r#"
@@ -478,6 +478,8 @@ fn precision_recall_f1_on_the_labelled_set() {
         }
         // The score must not depend on which record is first.
         assert_eq!(m.score, compare_people(&pb, &pa).score, "asymmetric: {a} | {b}");
+        // The duplicate check scores without reasons first: the same score.
+        assert_eq!(m.score, prepared_score(&PreparedPerson::new(pa.clone()), &PreparedPerson::new(pb.clone())), "{a} | {b}");
     }
     for (truth, a, b, held) in pairs(ORGS) {
         let (oa, ob) = (org(a), org(b));

@@ -74,24 +74,12 @@ fn row_hash(
     ua: Option<&str>,
     rid: Option<&str>,
 ) -> String {
-    // A JSON array is an unambiguous encoding of the fields (no separator collisions).
-    let canonical = serde_json::json!([
-        prev,
-        seq,
-        company.to_string(),
-        at,
-        actor.map(|u| u.to_string()),
-        object,
-        record.map(|u| u.to_string()),
-        action,
-        field,
-        old,
-        new,
-        ip,
-        ua,
-        rid
-    ]);
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    // A JSON array is an unambiguous encoding of the fields (no separator collisions). It is
+    // serialised from a tuple, without building a JSON value first: the same bytes (ids as
+    // their hyphenated text), a fraction of the allocations, for every audit row written.
+    let canonical =
+        serde_json::to_vec(&(prev, seq, company, at, actor, object, record, action, field, old, new, ip, ua, rid)).unwrap_or_default();
+    hex::encode(Sha256::digest(&canonical))
 }
 
 /// The hash scheme of new rows. Version 1 hashed old and new values themselves; version 2
@@ -157,8 +145,9 @@ pub async fn append_many(tx: &mut Tx, company_id: Uuid, entries: &[(&AuditCtx, &
     };
     let at = now_micros();
     let at_text = format_timestamp(&at);
-    // 18 values per row: 1,000 rows stay under both backends' parameter limits.
-    for chunk in rows.chunks(1000) {
+    // 18 values per row: 1,024 rows stay under both backends' parameter limits.
+    for range in crate::db::stable_chunks(rows.len(), 1024) {
+        let chunk = &rows[range];
         let mut q = Q::new(
             "INSERT INTO audit_log (id, company_id, seq, at, actor_id, object, record_id, action, field, old_value, new_value, ip, user_agent, request_id, prev_hash, hash, hash_v, value_salt) VALUES ",
         );
@@ -461,4 +450,53 @@ pub async fn redact(tx: &mut Tx, company_id: Uuid, object: &str, record_ids: &[U
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows written before are verified with the same function: its bytes must not change.
+    #[test]
+    fn the_canonical_encoding_is_the_json_array_of_the_fields() {
+        let company = Uuid::from_u128(0x0192_0000_0000_7000_8000_0000_0000_0001);
+        let actor = Some(Uuid::from_u128(42));
+        let texts = ["plain", "quote \" and \\ back", "ünïcödé ✓", "tab\tnew\nline\u{1}"];
+        for t in texts {
+            let legacy = serde_json::json!([
+                GENESIS,
+                7,
+                company.to_string(),
+                "2026-11-21T10:00:00.000001Z",
+                actor.map(|u| u.to_string()),
+                "leads",
+                None::<String>,
+                "create",
+                Some("first_name"),
+                None::<&str>,
+                Some(t),
+                Some("127.0.0.1"),
+                Some(t),
+                None::<&str>
+            ]);
+            let expected = hex::encode(Sha256::digest(legacy.to_string().as_bytes()));
+            let got = row_hash(
+                GENESIS,
+                7,
+                company,
+                "2026-11-21T10:00:00.000001Z",
+                actor,
+                "leads",
+                None,
+                "create",
+                Some("first_name"),
+                None,
+                Some(t),
+                Some("127.0.0.1"),
+                Some(t),
+                None,
+            );
+            assert_eq!(got, expected, "{t:?}");
+        }
+    }
 }

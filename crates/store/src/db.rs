@@ -75,6 +75,41 @@ impl Q {
     }
 }
 
+/// Splits `n` items into runs of `max` (a power of two) and then of falling powers of two.
+/// Multi-row statements of these lengths repeat the same SQL text, which each connection's
+/// statement cache keeps prepared; a statement of any other length is parsed and planned
+/// again, and for the small, varying batches of grouped creates that parsing cost more than
+/// the rows.
+pub fn stable_chunks(n: usize, max: usize) -> Vec<std::ops::Range<usize>> {
+    let max = max.max(1);
+    let mut out = Vec::new();
+    let mut start = 0;
+    while n - start >= max {
+        out.push(start..start + max);
+        start += max;
+    }
+    let mut size = max;
+    while start < n {
+        while size > n - start {
+            size /= 2;
+        }
+        out.push(start..start + size);
+        start += size;
+    }
+    out
+}
+
+/// `items` padded to a power of two by repeating the last one (for `IN` lists, where a
+/// repeat changes nothing): the statement's text then repeats across calls, see
+/// `stable_chunks`.
+pub fn padded<T: Clone>(items: &[T]) -> Vec<T> {
+    let mut out = items.to_vec();
+    if let Some(last) = items.last() {
+        out.resize(items.len().next_power_of_two(), last.clone());
+    }
+    out
+}
+
 /// A decoded row: one `Value` per requested column.
 #[derive(Debug, Clone)]
 pub struct Row(pub Vec<Value>);
@@ -465,6 +500,17 @@ fn decode_pg(row: &PgRow, types: &[SqlType]) -> Result<Row, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::sqlite_text;
+
+    #[test]
+    fn chunks_repeat_a_few_lengths() {
+        let lens = |n, max| super::stable_chunks(n, max).iter().map(|r| r.len()).collect::<Vec<_>>();
+        assert_eq!(lens(0, 8), Vec::<usize>::new());
+        assert_eq!(lens(21, 8), vec![8, 8, 4, 1]);
+        assert_eq!(lens(7, 8), vec![4, 2, 1]);
+        assert_eq!(super::stable_chunks(13, 4).last(), Some(&(12..13)));
+        assert_eq!(super::padded(&[1, 2, 3]), vec![1, 2, 3, 3]);
+        assert_eq!(super::padded::<u8>(&[]), Vec::<u8>::new());
+    }
 
     #[test]
     fn numbered_parameters_become_anonymous_in_binding_order() {

@@ -17,7 +17,9 @@ use crate::db::{Backend, Db, Row, Tx, Q};
 use crate::pipeline::Write;
 use crate::records::Tenant;
 use crate::{jobs, settings, Result, StoreError};
-use corvid_core::matching::{compare_orgs, compare_people, org_keys, person_keys, Match, Org, Person, THRESHOLD};
+use corvid_core::matching::{
+    compare_orgs, compare_prepared, org_keys, person_keys, prepared_score, Match, Org, Person, PreparedPerson, THRESHOLD,
+};
 use corvid_core::meta::ObjectDef;
 use corvid_core::record::Record;
 use corvid_core::validate::Changes;
@@ -155,11 +157,16 @@ fn match_fields(object: &str) -> &'static [&'static str] {
 /// What is matched: a person or an organisation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Subject {
-    Person(Person),
+    /// Prepared once: a subject is compared with many others.
+    Person(Box<PreparedPerson>),
     Org(Org),
 }
 
 impl Subject {
+    pub fn person(p: Person) -> Subject {
+        Subject::Person(Box::new(PreparedPerson::new(p)))
+    }
+
     /// Blocking keys, cut to a bounded length, without repeats.
     pub fn keys(&self) -> Vec<String> {
         let raw = match self {
@@ -180,7 +187,11 @@ impl Subject {
 
     fn compare(&self, other: &Subject) -> Option<Match> {
         match (self, other) {
-            (Subject::Person(a), Subject::Person(b)) => Some(compare_people(a, b)),
+            // Reasons only for likely duplicates: every caller drops the others.
+            (Subject::Person(a), Subject::Person(b)) => Some(match prepared_score(a, b) {
+                score if score >= THRESHOLD => compare_prepared(a, b),
+                score => Match { score, reasons: Vec::new() },
+            }),
             (Subject::Org(a), Subject::Org(b)) => Some(compare_orgs(a, b)),
             _ => None,
         }
@@ -217,7 +228,7 @@ fn text_of(v: Option<&Value>) -> Option<String> {
 fn subject_from(object: &str, get: impl Fn(&str) -> Option<String>, account_name: Option<String>) -> Subject {
     match object {
         "accounts" => Subject::Org(Org { name: get("name"), website: get("website"), gstin: get("gstin") }),
-        _ => Subject::Person(Person {
+        _ => Subject::person(Person {
             first_name: get("first_name"),
             last_name: get("last_name"),
             email: get("email"),
@@ -257,6 +268,13 @@ impl Conn<'_> {
         match self {
             Conn::Db(db) => db.fetch(q, types).await,
             Conn::Tx(tx) => tx.fetch(q, types).await,
+        }
+    }
+
+    fn backend(&self) -> Backend {
+        match self {
+            Conn::Db(db) => db.backend(),
+            Conn::Tx(tx) => tx.backend(),
         }
     }
 }
@@ -306,7 +324,7 @@ fn loaded_from(row: &Row, offset: usize) -> Option<Loaded> {
     let col = |i: usize| row.text(offset + 3 + i).filter(|s| !s.trim().is_empty());
     let subject = match object.as_str() {
         "accounts" => Subject::Org(Org { name: col(0), website: col(1), gstin: col(2) }),
-        _ => Subject::Person(Person { first_name: col(0), last_name: col(1), email: col(2), phone: col(3), company_name: col(4) }),
+        _ => Subject::person(Person { first_name: col(0), last_name: col(1), email: col(2), phone: col(3), company_name: col(4) }),
     };
     Some(Loaded { object, id, number, subject, converted_contact_id: row.uuid(offset + 8) })
 }
@@ -395,19 +413,60 @@ async fn load_for_scoring(
         }
         None => String::new(),
     };
+    let build = json_array_fn(conn.backend());
     let mut parts = Vec::new();
     for (object, list) in by_object {
         let Some(def) = corvid_core::object(object) else { continue };
         let (cols, from) = loaded_select(&def.name);
-        let ps: Vec<String> = list.iter().map(|id| q.param(Value::Uuid(*id))).collect();
+        let ps: Vec<String> = crate::db::padded(&list).into_iter().map(|id| q.param(Value::Uuid(id))).collect();
         parts.push(format!(
-            "SELECT '{}', {cols} FROM {from} WHERE r.company_id = {pc} AND r.deleted_at IS NULL AND r.id IN ({}){not_dismissed}",
+            "SELECT {build}('{}', {cols}) AS x FROM {from} WHERE r.company_id = {pc} AND r.deleted_at IS NULL AND r.id IN ({}){not_dismissed}",
             def.name,
             ps.join(", ")
         ));
     }
     q.sql = parts.join(" UNION ALL ");
-    Ok(conn.fetch(&q, LOADED_TYPES).await?.iter().filter_map(|r| loaded_from(r, 0)).collect())
+    let items = fetch_aggregated(conn, q).await?;
+    Ok(items.iter().filter_map(|item| loaded_from(&row_of_json(item, LOADED_TYPES)?, 0)).collect())
+}
+
+/// The backend's function building a JSON array from values.
+fn json_array_fn(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "json_array",
+        Backend::Postgres => "json_build_array",
+    }
+}
+
+/// Runs `q`, whose rows are one JSON array `x` each, with the rows aggregated into a single
+/// JSON array by the database: one row to transfer instead of thousands (moving rows one by
+/// one through the driver cost more than finding them). Returns the rows' arrays.
+async fn fetch_aggregated(conn: &mut Conn<'_>, mut q: Q) -> Result<Vec<serde_json::Value>> {
+    q.sql = match conn.backend() {
+        // `json()`: a JSON value loses its JSON-ness passing through a subquery in SQLite.
+        Backend::Sqlite => format!("SELECT json_group_array(json(x)) FROM ({}) t", q.sql),
+        Backend::Postgres => format!("SELECT json_agg(x) FROM ({}) t", q.sql),
+    };
+    let rows = conn.fetch(&q, &[SqlType::Json]).await?;
+    match rows.into_iter().next().and_then(|r| r.json(0)) {
+        Some(serde_json::Value::Array(items)) => Ok(items),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// A row of `types` from a JSON array of its values (UUIDs as text).
+fn row_of_json(item: &serde_json::Value, types: &[SqlType]) -> Option<Row> {
+    let values = item.as_array()?;
+    let mut out = Vec::with_capacity(types.len());
+    for (t, v) in types.iter().zip(values) {
+        out.push(match (t, v) {
+            (_, serde_json::Value::Null) => Value::Null(*t),
+            (SqlType::Uuid, serde_json::Value::String(s)) => Uuid::parse_str(s).map_or(Value::Null(*t), Value::Uuid),
+            (_, serde_json::Value::String(s)) => Value::Text(s.clone()),
+            (_, other) => Value::Text(other.to_string()),
+        });
+    }
+    Some(Row(out))
 }
 
 /// Likely duplicates of `subject` (a record of `object`) among the company's live records,
@@ -432,11 +491,20 @@ pub async fn find(
 
 /// Scores the loaded records against `subject`: likely duplicates, best first.
 fn rank<'a>(subject: &Subject, loaded: impl Iterator<Item = &'a Loaded>, own_id: Option<Uuid>) -> Vec<Candidate> {
+    rank_with(loaded, own_id, |l| subject.compare(&l.subject))
+}
+
+/// `rank` with the comparison supplied (a batch compares ahead, in parallel).
+fn rank_with<'a>(
+    loaded: impl Iterator<Item = &'a Loaded>,
+    own_id: Option<Uuid>,
+    compare: impl Fn(&Loaded) -> Option<Match>,
+) -> Vec<Candidate> {
     let mut out: Vec<Candidate> = loaded
         // A lead converted into the subject contact is its origin, not a duplicate.
         .filter(|l| own_id.is_none() || l.converted_contact_id != own_id)
         .filter_map(|l| {
-            let m = subject.compare(&l.subject)?;
+            let m = compare(l)?;
             (m.score >= THRESHOLD).then(|| Candidate {
                 title: l.subject.title(),
                 object: l.object.clone(),
@@ -453,7 +521,7 @@ fn rank<'a>(subject: &Subject, loaded: impl Iterator<Item = &'a Loaded>, own_id:
 
 /// Keys looked up per statement by the batch check (SQLite allows 500 parts in a compound
 /// SELECT).
-const KEYS_PER_QUERY: usize = 250;
+const KEYS_PER_QUERY: usize = 256;
 
 /// The index entries of each of `keys` (records of `objects` only), in index order: `None`
 /// for a key shared by more than `MAX_PER_KEY` records. Two statements per chunk of keys:
@@ -473,7 +541,9 @@ async fn key_entries(
     }
     // Object names are ours (from the metadata), never user input.
     let only = format!(" AND object IN ({})", objects.iter().map(|o| format!("'{o}'")).collect::<Vec<_>>().join(", "));
+    let array = json_array_fn(conn.backend());
     for chunk in keys.chunks(KEYS_PER_QUERY) {
+        let chunk = crate::db::padded(chunk);
         let mut q = Q::new(String::new());
         let pc = q.param(Value::Uuid(company_id));
         let pk = q.param(Value::Text(kind.as_str().into()));
@@ -483,7 +553,7 @@ async fn key_entries(
             .map(|(i, k)| {
                 let p = q.param(Value::Text(k.clone()));
                 format!(
-                    "SELECT {i} AS n, COUNT(*) AS c FROM (SELECT 1 AS one FROM dedupe_keys \
+                    "SELECT {array}({i}, COUNT(*)) AS x FROM (SELECT 1 AS one FROM dedupe_keys \
                      WHERE company_id = {pc} AND kind = {pk} AND key = {p}{only} LIMIT {}) k{i}",
                     MAX_PER_KEY + 1
                 )
@@ -491,9 +561,12 @@ async fn key_entries(
             .collect();
         q.sql = parts.join(" UNION ALL ");
         let mut usable = Vec::new();
-        for r in conn.fetch(&q, &[SqlType::Int, SqlType::Int]).await? {
-            let (Some(n), Some(c)) = (r.int(0).and_then(|n| usize::try_from(n).ok()), r.int(1)) else { continue };
-            let Some(key) = chunk.get(n) else { continue };
+        for item in fetch_aggregated(conn, q).await? {
+            let (Some(n), Some(c)) = (item.get(0).and_then(serde_json::Value::as_u64), item.get(1).and_then(serde_json::Value::as_i64))
+            else {
+                continue;
+            };
+            let Some(key) = usize::try_from(n).ok().and_then(|n| chunk.get(n)) else { continue };
             if c > MAX_PER_KEY as i64 {
                 out.insert(key.clone(), None);
             } else {
@@ -509,16 +582,21 @@ async fn key_entries(
         let mut q = Q::new(String::new());
         let pc = q.param(Value::Uuid(company_id));
         let pk = q.param(Value::Text(kind.as_str().into()));
-        let ps: Vec<String> = usable.iter().map(|k| q.param(Value::Text(k.clone()))).collect();
+        let ps: Vec<String> = crate::db::padded(&usable).into_iter().map(|k| q.param(Value::Text(k))).collect();
+        // In index order within a key: callers rely on it for which candidates come first.
         q.sql = format!(
-            "SELECT key, object, record_id FROM dedupe_keys WHERE company_id = {pc} AND kind = {pk} AND key IN ({}){only} ORDER BY key, record_id",
+            "SELECT {array}(key, object, record_id) AS x FROM dedupe_keys WHERE company_id = {pc} AND kind = {pk} AND key IN ({}){only}",
             ps.join(", ")
         );
-        for r in conn.fetch(&q, &[SqlType::Text, SqlType::Text, SqlType::Uuid]).await? {
-            let (Some(key), Some(object), Some(id)) = (r.text(0), r.text(1), r.uuid(2)) else { continue };
+        for item in fetch_aggregated(conn, q).await? {
+            let Some(row) = row_of_json(&item, &[SqlType::Text, SqlType::Text, SqlType::Uuid]) else { continue };
+            let (Some(key), Some(object), Some(id)) = (row.text(0), row.text(1), row.uuid(2)) else { continue };
             if let Some(Some(list)) = out.get_mut(&key) {
                 list.push((object, id));
             }
+        }
+        for list in out.values_mut().flatten() {
+            list.sort_by_key(|(_, id)| *id);
         }
         // A key that grew past the cap between the two statements (PostgreSQL, another
         // writer) is too common now.
@@ -545,6 +623,56 @@ struct Batch {
     written: HashMap<String, Vec<(String, Uuid)>>,
     /// Rows for `dedupe_keys` not written yet: (kind, key, object, record).
     pending: Vec<(Kind, String, String, Uuid)>,
+    /// Comparisons done ahead by `prefetch`: new subjects with their stored candidates.
+    ahead: Vec<(Subject, HashMap<Uuid, Option<Match>>)>,
+    /// Positions in `ahead` by the subject's blocking keys.
+    ahead_by_keys: HashMap<Vec<String>, Vec<usize>>,
+}
+
+/// A new subject, its blocking keys and the stored candidates to compare it with.
+type Ahead<'a> = (Subject, Vec<String>, Vec<&'a Loaded>);
+/// A subject, its keys and its match (if any) with each candidate.
+type Compared = (Subject, Vec<String>, HashMap<Uuid, Option<Match>>);
+
+/// Comparisons worth spreading over threads (each is a few microseconds).
+const PARALLEL_COMPARISONS: usize = 2_000;
+
+/// Compares each subject with its candidates, on up to four threads: the comparisons are
+/// most of a batch's CPU time and, against stored records, do not depend on the order of the
+/// batch's rows.
+fn compare_ahead(work: Vec<Ahead<'_>>) -> Vec<Compared> {
+    let run = |part: Vec<Ahead<'_>>| -> Vec<Compared> {
+        part.into_iter()
+            .map(|(subject, keys, candidates)| {
+                let scores = candidates.into_iter().map(|l| (l.id, subject.compare(&l.subject))).collect();
+                (subject, keys, scores)
+            })
+            .collect()
+    };
+    let total: usize = work.iter().map(|(_, _, c)| c.len()).sum();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    if threads < 2 || total < PARALLEL_COMPARISONS {
+        return run(work);
+    }
+    // Parts of about equal work.
+    let per = total.div_ceil(threads);
+    let mut parts: Vec<Vec<Ahead<'_>>> = Vec::new();
+    let mut size = per;
+    for item in work {
+        if size >= per {
+            parts.push(Vec::new());
+            size = 0;
+        }
+        size += item.2.len();
+        if let Some(part) = parts.last_mut() {
+            part.push(item);
+        }
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = parts.into_iter().map(|part| scope.spawn(move || run(part))).collect();
+        // A thread that panicked leaves its subjects out: they are compared when checked.
+        handles.into_iter().filter_map(|h| h.join().ok()).flatten().collect()
+    })
 }
 
 impl Batch {
@@ -579,7 +707,7 @@ impl Batch {
         ids.truncate(MAX_SCORED);
         let unknown: Vec<(String, Uuid)> = ids.iter().filter(|(_, id)| !self.loaded.contains_key(id)).cloned().collect();
         if !unknown.is_empty() {
-            for chunk in unknown.chunks(500) {
+            for chunk in unknown.chunks(512) {
                 let found = load_for_scoring(conn, company_id, chunk, None).await?;
                 for (_, id) in chunk {
                     self.loaded.entry(*id).or_insert(None);
@@ -589,7 +717,16 @@ impl Batch {
                 }
             }
         }
-        Ok(rank(subject, ids.iter().filter_map(|(_, id)| self.loaded.get(id).and_then(Option::as_ref)), None))
+        let ahead = self
+            .ahead_by_keys
+            .get(&keys)
+            .and_then(|at| at.iter().filter_map(|i| self.ahead.get(*i)).find(|(s, _)| s == subject))
+            .map(|(_, scores)| scores);
+        let loaded = ids.iter().filter_map(|(_, id)| self.loaded.get(id).and_then(Option::as_ref));
+        Ok(rank_with(loaded, None, |l| match ahead.and_then(|a| a.get(&l.id)) {
+            Some(m) => m.clone(),
+            None => subject.compare(&l.subject),
+        }))
     }
 
     /// Reads the index entries of many subjects' keys at once.
@@ -618,7 +755,7 @@ impl Batch {
             .map(|(id, o)| (o, id))
             .collect();
         self.stored.extend(entries);
-        for chunk in ids.chunks(500) {
+        for chunk in ids.chunks(512) {
             let found = load_for_scoring(conn, company_id, chunk, None).await?;
             for (_, id) in chunk {
                 self.loaded.entry(*id).or_insert(None);
@@ -626,6 +763,31 @@ impl Batch {
             for l in found {
                 self.loaded.insert(l.id, Some(l));
             }
+        }
+        // Each subject with the stored candidates its check will see (before the batch's own
+        // rows join in), compared now and in parallel; `find` looks them up.
+        let mut work: Vec<Ahead<'_>> = Vec::new();
+        for subject in subjects {
+            let keys = subject.keys();
+            let mut seen = HashSet::new();
+            let mut candidates = Vec::new();
+            for k in &keys {
+                let Some(Some(stored)) = self.stored.get(k) else { continue };
+                for (_, id) in stored {
+                    if seen.insert(*id) {
+                        if let Some(Some(l)) = self.loaded.get(id) {
+                            candidates.push(l);
+                        }
+                    }
+                }
+            }
+            work.push((subject.clone(), keys, candidates));
+        }
+        self.ahead.clear();
+        self.ahead_by_keys.clear();
+        for (subject, keys, scores) in compare_ahead(work) {
+            self.ahead_by_keys.entry(keys).or_default().push(self.ahead.len());
+            self.ahead.push((subject, scores));
         }
         Ok(())
     }
@@ -647,7 +809,8 @@ impl Batch {
     /// Writes the pending keys (multi-row inserts) and counts them as stored from now on.
     async fn flush(&mut self, tx: &mut Tx, company_id: Uuid) -> Result<()> {
         // Rows per statement: five values each, well under both backends' parameter limits.
-        for chunk in self.pending.chunks(1000) {
+        for range in crate::db::stable_chunks(self.pending.len(), 1024) {
+            let chunk = &self.pending[range];
             let mut q = Q::new(String::new());
             let pc = q.param(Value::Uuid(company_id));
             let rows: Vec<String> = chunk
@@ -769,7 +932,7 @@ pub fn fingerprint() -> &'static str {
         let mut h = Sha256::new();
         h.update(INDEX_FORMAT);
         for p in &people {
-            for k in Subject::Person(p.clone()).keys() {
+            for k in Subject::person(p.clone()).keys() {
                 h.update(k.as_bytes());
                 h.update([0]);
             }
@@ -941,6 +1104,8 @@ impl Step {
         if let Some(b) = self.batch.as_mut() {
             b.stored.clear();
             b.loaded.clear();
+            b.ahead.clear();
+            b.ahead_by_keys.clear();
         }
     }
 
@@ -1727,7 +1892,7 @@ pub mod bench {
                 let p = person(k);
                 let vals = lead_values(company_id, k, &p, now);
                 let Value::Uuid(id) = vals[0] else { continue };
-                for key in Subject::Person(p).keys() {
+                for key in Subject::person(p).keys() {
                     keys.push((id, key));
                 }
                 let ps: Vec<String> = vals.into_iter().map(|v| q.param(v)).collect();
@@ -1786,7 +1951,7 @@ pub mod bench {
         let mut flagged = 0;
         for k in 0..checks as u64 {
             let p = if k % 2 == 0 { variant(mix(k) % seeded.max(1), mix(k ^ 99)) } else { original(seeded + 1_000_000 + k) };
-            let subject = Subject::Person(p);
+            let subject = Subject::person(p);
             let mut tx = db.begin().await?;
             let t = Instant::now();
             let policy = policy_in(&mut tx, company_id).await?;
@@ -1839,7 +2004,7 @@ mod tests {
     #[test]
     fn keys_are_bounded_and_unique() {
         let long = "x".repeat(1000);
-        let s = Subject::Person(Person { email: Some(format!("{long}@example.in")), last_name: Some("Shah".into()), ..Default::default() });
+        let s = Subject::person(Person { email: Some(format!("{long}@example.in")), last_name: Some("Shah".into()), ..Default::default() });
         let keys = s.keys();
         assert!(keys.iter().all(|k| k.len() <= MAX_KEY_BYTES && !k.is_empty()));
         let mut dedup = keys.clone();

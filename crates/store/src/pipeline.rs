@@ -235,25 +235,23 @@ impl Pipeline {
         let mut start = 0;
         while start < rows.len() {
             let object = rows[start].object;
-            // One statement covers consecutive rows of one table, with the union of their
-            // columns (a column a row did not set is NULL, as it would be without it: record
-            // tables have no column defaults besides version and custom, which are always set).
+            let end = rows[start..].iter().position(|r| !std::ptr::eq(r.object, object)).map_or(rows.len(), |n| start + n);
+            // The rows of one table go in with the union of their columns (a column a row did
+            // not set is NULL, as it would be without it: record tables have no column
+            // defaults besides version and custom, which are always set).
             let mut columns: Vec<&str> = Vec::new();
-            let mut end = start;
-            while end < rows.len() && std::ptr::eq(rows[end].object, object) {
-                let mut with = columns.clone();
-                for c in &rows[end].columns {
-                    if !with.contains(&c.as_str()) {
-                        with.push(c);
+            for row in &rows[start..end] {
+                for c in &row.columns {
+                    if !columns.contains(&c.as_str()) {
+                        columns.push(c);
                     }
                 }
-                if end > start && with.len() * (end - start + 1) > MAX_PARAMS {
-                    break;
-                }
-                columns = with;
-                end += 1;
             }
-            insert_rows(tx, object, &columns, &rows[start..end]).await?;
+            let per_statement = (MAX_PARAMS / columns.len().max(1)).max(1);
+            let per_statement = 1usize << per_statement.ilog2();
+            for range in crate::db::stable_chunks(end - start, per_statement) {
+                insert_rows(tx, object, &columns, &rows[start + range.start..start + range.end]).await?;
+            }
             start = end;
         }
         self.dedupe.flush(tx, company_id).await?;

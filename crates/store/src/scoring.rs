@@ -980,7 +980,8 @@ impl Step {
         let Some(rows) = self.history.as_mut().filter(|h| !h.is_empty()) else { return Ok(()) };
         let set = self.active.as_ref().and_then(|a| a.set.as_ref()).map(|s| s.id);
         // Eight values per row: well under both backends' parameter limits.
-        for chunk in rows.chunks(2000) {
+        for range in crate::db::stable_chunks(rows.len(), 2048) {
+            let chunk = &rows[range];
             let mut q = Q::new(String::new());
             let pc = q.param(Value::Uuid(company_id));
             let ps = q.param(set.map_or(Value::Null(SqlType::Uuid), Value::Uuid));
