@@ -1069,6 +1069,8 @@ pub async fn run(db: &Db, t: &Tenant, id: Uuid, on_progress: OnProgress<'_>) -> 
     let mut batch: Vec<(i64, Vec<String>)> = Vec::with_capacity(BATCH);
     let mut seen: HashMap<String, Uuid> = HashMap::new();
     let mut done = imp.rows_done;
+    // Rows after which the statistics are refreshed next (see `refresh_statistics`).
+    let mut analyze_at = imp.rows_done + ANALYZE_FIRST;
     loop {
         // Reading is CPU work on a blocking file handle; batches are small enough to read inline.
         let next = source.rows().next();
@@ -1093,6 +1095,10 @@ pub async fn run(db: &Db, t: &Tenant, id: Uuid, on_progress: OnProgress<'_>) -> 
         if batch.len() >= BATCH || (finished && !batch.is_empty()) {
             done = commit_batch(db, t, object, &custom, &imp.mapping, &options, id, &mut batch, &mut seen).await?;
             on_progress(done);
+            if done >= analyze_at && !finished {
+                refresh_statistics(db, &object.name).await;
+                analyze_at = done + (done - imp.rows_done);
+            }
         }
         if finished {
             break;
@@ -1364,13 +1370,18 @@ async fn stored_matches(
 
 /// Imports of at least this many rows refresh the planner's statistics of the table.
 const ANALYZE_AFTER: i64 = 5_000;
+/// During an import the statistics are refreshed after this many rows and then whenever
+/// the rows imported have doubled.
+const ANALYZE_FIRST: i64 = 2_000;
 
 /// After a bulk load the planner's picture of the table is stale (PostgreSQL would pick a
-/// sequential scan over the search index until autovacuum catches up); refreshing it is cheap
-/// next to the load. A failure only costs speed, so it is logged, not returned.
+/// sequential scan over the search index until autovacuum catches up, and an import into
+/// nearly empty tables would look up every batch's duplicate keys and candidates by
+/// sequential scans while the tables grow); refreshing it is cheap next to the load. A
+/// failure only costs speed, so it is logged, not returned.
 async fn refresh_statistics(db: &Db, table: &str) {
     let sql = match db.backend() {
-        crate::Backend::Postgres => format!("ANALYZE {table}"),
+        crate::Backend::Postgres => format!("ANALYZE {table}, dedupe_keys"),
         crate::Backend::Sqlite => "PRAGMA optimize".to_string(),
     };
     if let Err(e) = db.execute(&Q::new(sql)).await {
