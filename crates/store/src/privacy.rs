@@ -1494,26 +1494,7 @@ async fn scrub_records(db: &Db, tx: &mut Tx, tenant: &Tenant, n: &Needles) -> Re
             if sets.is_empty() {
                 continue;
             }
-            let pn = q.param(Value::Timestamp(now));
-            let pu = q.param(Value::Uuid(tenant.user_id));
-            let pc = q.param(Value::Uuid(tenant.company_id));
-            let pi = q.param(Value::Uuid(id));
-            q.sql = format!(
-                "UPDATE {} SET {}, version = version + 1, updated_at = {pn}, updated_by = {pu} WHERE company_id = {pc} AND id = {pi}",
-                object.name,
-                sets.join(", ")
-            );
-            tx.execute(&q).await?;
-            for f in &erased {
-                audit_rows.push(Change {
-                    object: object.name.clone(),
-                    record_id: Some(id),
-                    action: "erase".into(),
-                    field: Some(f.clone()),
-                    old: None,
-                    new: None,
-                });
-            }
+            write_erasure(tx, tenant, object, id, q, &sets, &erased, now, &mut audit_rows).await?;
             let r = audit::redact(tx, tenant.company_id, &object.name, &[id], &erased).await?;
             red.redacted += r.redacted;
             red.not_redactable += r.not_redactable;
@@ -1763,26 +1744,7 @@ async fn erase_rows(
             if sets.is_empty() {
                 continue;
             }
-            let pn = q.param(Value::Timestamp(now));
-            let pu = q.param(Value::Uuid(tenant.user_id));
-            let pc = q.param(Value::Uuid(tenant.company_id));
-            let pi = q.param(Value::Uuid(rid));
-            q.sql = format!(
-                "UPDATE {} SET {}, version = version + 1, updated_at = {pn}, updated_by = {pu} WHERE company_id = {pc} AND id = {pi}",
-                object.name,
-                sets.join(", ")
-            );
-            tx.execute(&q).await?;
-            for f in &erased {
-                audit_rows.push(Change {
-                    object: object.name.clone(),
-                    record_id: Some(rid),
-                    action: "erase".into(),
-                    field: Some(f.clone()),
-                    old: None,
-                    new: None,
-                });
-            }
+            write_erasure(tx, tenant, object, rid, q, &sets, &erased, now, &mut audit_rows).await?;
             done.push(Erased { object: object.name.clone(), id: rid, number: row.text(1).unwrap_or_default(), fields: erased });
         }
     }
@@ -1791,6 +1753,41 @@ async fn erase_rows(
     names.extend(custom_personal.iter().cloned());
     let red = audit::redact(tx, tenant.company_id, &object.name, ids, &names).await?;
     Ok((done, audit_rows, red))
+}
+
+/// Writes the scrubbed columns `sets` (parameters already in `q`) of record `id`, as a new
+/// version, and audits one `erase` row per erased field (without values).
+#[allow(clippy::too_many_arguments)]
+async fn write_erasure(
+    tx: &mut Tx,
+    tenant: &Tenant,
+    object: &ObjectDef,
+    id: Uuid,
+    mut q: Q,
+    sets: &[String],
+    erased: &[String],
+    now: DateTime<Utc>,
+    audit_rows: &mut Vec<Change>,
+) -> Result<()> {
+    let pn = q.param(Value::Timestamp(now));
+    let pu = q.param(Value::Uuid(tenant.user_id));
+    let pc = q.param(Value::Uuid(tenant.company_id));
+    let pi = q.param(Value::Uuid(id));
+    q.sql = format!(
+        "UPDATE {} SET {}, version = version + 1, updated_at = {pn}, updated_by = {pu} WHERE company_id = {pc} AND id = {pi}",
+        object.name,
+        sets.join(", ")
+    );
+    tx.execute(&q).await?;
+    audit_rows.extend(erased.iter().map(|f| Change {
+        object: object.name.clone(),
+        record_id: Some(id),
+        action: "erase".into(),
+        field: Some(f.clone()),
+        old: None,
+        new: None,
+    }));
+    Ok(())
 }
 
 #[cfg(test)]
