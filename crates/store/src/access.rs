@@ -126,11 +126,12 @@ impl Access {
         field.is_none_or(|f| !self.is_hidden(object, f))
     }
 
-    /// The audit rows this member may see: rows about objects they cannot read and changes of
-    /// hidden fields are dropped; a record's creation row (all values as JSON) loses the hidden
-    /// fields' keys.
+    /// The audit rows this member may see, a record's creation shown field by field (see
+    /// `AuditRow::expand_create`): rows about objects they cannot read and changes of hidden
+    /// fields are dropped; other rows holding several values as JSON lose the hidden fields' keys.
     pub fn visible_audit(&self, rows: Vec<crate::audit::AuditRow>) -> Vec<crate::audit::AuditRow> {
         rows.into_iter()
+            .flat_map(crate::audit::AuditRow::expand_create)
             .filter(|r| self.audit_visible(&r.object, r.field.as_deref()))
             .map(|mut r| {
                 if r.field.is_none() {

@@ -1,5 +1,6 @@
-//! The audit trail: one row per changed field, written in the transaction of the change,
-//! append-only and hash-chained per company so that an edited or removed row is detectable.
+//! The audit trail: one row per changed field (a record's creation: one row holding all its
+//! values), written in the transaction of the change, append-only and hash-chained per company
+//! so that an edited or removed row is detectable.
 
 use crate::db::{Db, Tx, Q};
 use crate::{new_id, Result};
@@ -48,6 +49,34 @@ pub struct AuditRow {
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
     pub hash: String,
+}
+
+impl AuditRow {
+    /// A record's creation is stored as one row holding all its values as a JSON object (one
+    /// hashed row per record, not one per field); readers see it as one row per field, as they
+    /// see updates. The rows of one stored row share its id, sequence number and hash.
+    pub fn expand_create(self) -> Vec<AuditRow> {
+        if self.action != "create" || self.field.is_some() {
+            return vec![self];
+        }
+        let Some(Ok(serde_json::Value::Object(values))) = self.new_value.as_deref().map(serde_json::from_str::<serde_json::Value>) else {
+            return vec![self];
+        };
+        if values.is_empty() {
+            return vec![AuditRow { new_value: None, ..self }];
+        }
+        values
+            .into_iter()
+            .map(|(field, v)| AuditRow {
+                field: Some(field),
+                new_value: Some(match v {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                }),
+                ..self.clone()
+            })
+            .collect()
+    }
 }
 
 /// Long values are kept whole up to this size; beyond it the audit keeps a marked prefix.
@@ -497,6 +526,44 @@ mod tests {
                 None,
             );
             assert_eq!(got, expected, "{t:?}");
+        }
+    }
+
+    fn row(action: &str, field: Option<&str>, new: Option<&str>) -> AuditRow {
+        AuditRow {
+            id: Uuid::from_u128(1),
+            seq: 9,
+            at: "2026-11-21T10:00:00Z".into(),
+            actor_id: None,
+            object: "leads".into(),
+            record_id: Some(Uuid::from_u128(2)),
+            action: action.into(),
+            field: field.map(str::to_string),
+            old_value: None,
+            new_value: new.map(str::to_string),
+            ip: None,
+            user_agent: None,
+            request_id: None,
+            hash: "h".into(),
+        }
+    }
+
+    #[test]
+    fn a_creation_reads_as_one_row_per_field() {
+        let rows = row("create", None, Some(r#"{"email":"a@b.in","tags":["x"],"last_name":"Rāo"}"#)).expand_create();
+        let got: Vec<_> = rows.iter().map(|r| (r.field.as_deref(), r.new_value.as_deref(), r.seq, r.hash.as_str())).collect();
+        assert_eq!(
+            got,
+            [(Some("email"), Some("a@b.in"), 9, "h"), (Some("last_name"), Some("Rāo"), 9, "h"), (Some("tags"), Some(r#"["x"]"#), 9, "h")]
+        );
+        // Nothing recorded: one row without values. Other rows and unparsable values stay as stored.
+        let empty = row("create", None, Some("{}")).expand_create();
+        assert_eq!((empty.len(), empty[0].new_value.as_deref()), (1, None));
+        for r in
+            [row("update", None, Some(r#"{"a":"b"}"#)), row("create", Some("email"), Some("{}")), row("create", None, Some("not json"))]
+        {
+            assert_eq!(r.clone().expand_create().len(), 1);
+            assert_eq!(r.clone().expand_create()[0].new_value, r.new_value);
         }
     }
 }

@@ -42,9 +42,6 @@ pub struct Pipeline {
     /// audit rows are collected and written by `flush` and `finish`; record numbers are
     /// reserved in blocks.
     pub batch: bool,
-    /// Batch mode: audit created records field by field, as single creates do (grouped API
-    /// creates), rather than as one row holding all values (imports).
-    pub(crate) audit_fields: bool,
     object: &'static ObjectDef,
     pub(crate) audit_ctx: AuditCtx,
     /// Batch mode: audit rows to append in `finish`, with the context of the request that
@@ -137,7 +134,6 @@ impl Pipeline {
         .await?;
         Ok(Pipeline {
             batch: false,
-            audit_fields: true,
             object,
             audit_ctx: tenant.audit.clone(),
             deferred_audit: Vec::new(),
@@ -182,11 +178,9 @@ impl Pipeline {
         Ok(audit)
     }
 
-    /// Batch mode for imports (see `batch`): numbers in blocks of 500, one audit row per
-    /// created record.
+    /// Batch mode for imports (see `batch`): numbers in blocks of 500.
     pub fn for_batch(mut self) -> Pipeline {
         self.batch = true;
-        self.audit_fields = false;
         self.number_block = 500;
         self.governance.for_batch();
         self.dedupe.for_batch();
@@ -194,11 +188,9 @@ impl Pipeline {
         self
     }
 
-    /// Batch mode for a group of `n` API creates: audited field by field like single
-    /// creates, numbers reserved for the group at once.
+    /// Batch mode for a group of `n` API creates: numbers reserved for the group at once.
     fn for_group(mut self, n: usize) -> Pipeline {
         self = self.for_batch();
-        self.audit_fields = true;
         self.number_block = i64::try_from(n).unwrap_or(1).max(1);
         self
     }

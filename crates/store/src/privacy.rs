@@ -747,7 +747,7 @@ pub async fn export_subject(db: &Db, tenant: &Tenant, object: &'static ObjectDef
         let rows = audit::list(db, tenant.company_id, &f).await?;
         let done = rows.len() < f.limit;
         f.before_seq = rows.last().map(|r| r.seq);
-        history.extend(rows);
+        history.extend(rows.into_iter().flat_map(audit::AuditRow::expand_create));
         if done || history.len() >= EXPORT_MAX {
             break;
         }

@@ -435,51 +435,28 @@ impl Records<'_> {
         }
 
         let currency = changes.fields.get("currency").and_then(Value::as_str).map(str::to_string);
-        let mut audit_rows = Vec::new();
-        if pipeline.batch && !pipeline.audit_fields {
-            // Imports audit each record as one row holding all its values, appended with the
-            // batch: a million-row import writes a million audit rows, not twenty million.
-            let mut values = Map::new();
-            for field in &self.object.fields {
-                if let Some(v) = changes.fields.get(&field.name).filter(|v| !v.is_null()) {
-                    if let Some(text) = audit_text(field, v, currency.as_deref()) {
-                        values.insert(field.name.clone(), serde_json::Value::String(text));
-                    }
+        // A record's creation is audited as one row holding all its values (readers see it
+        // field by field, `AuditRow::expand_create`): a lead is one hashed audit row, not
+        // twenty-odd, for single creates, grouped API creates and imports alike.
+        let mut values = Map::new();
+        for field in &self.object.fields {
+            if let Some(v) = changes.fields.get(&field.name).filter(|v| !v.is_null()) {
+                if let Some(text) = audit_text(field, v, currency.as_deref()) {
+                    values.insert(field.name.clone(), serde_json::Value::String(text));
                 }
-            }
-            for (k, v) in changes.custom.iter().filter(|(_, v)| !v.is_null()) {
-                values.insert(k.clone(), v.clone());
-            }
-            audit_rows.push(Change {
-                object: self.object.name.clone(),
-                record_id: Some(id),
-                action: "create".into(),
-                field: None,
-                old: None,
-                new: Some(serde_json::Value::Object(values).to_string()),
-            });
-        } else {
-            for field in &self.object.fields {
-                if let Some(v) = changes.fields.get(&field.name).filter(|v| !v.is_null()) {
-                    audit_rows.push(self.change("create", Some(id), &field.name, None, audit_text(field, v, currency.as_deref())));
-                }
-            }
-            for (k, v) in &changes.custom {
-                if !v.is_null() {
-                    audit_rows.push(self.change("create", Some(id), k, None, json_text(v)));
-                }
-            }
-            if audit_rows.is_empty() {
-                audit_rows.push(Change {
-                    object: self.object.name.clone(),
-                    record_id: Some(id),
-                    action: "create".into(),
-                    field: None,
-                    old: None,
-                    new: None,
-                });
             }
         }
+        for (k, v) in changes.custom.iter().filter(|(_, v)| !v.is_null()) {
+            values.insert(k.clone(), v.clone());
+        }
+        let mut audit_rows = vec![Change {
+            object: self.object.name.clone(),
+            record_id: Some(id),
+            action: "create".into(),
+            field: None,
+            old: None,
+            new: Some(serde_json::Value::Object(values).to_string()),
+        }];
         if pipeline.batch {
             audit_rows.extend(pipeline_audit);
             pipeline.defer_audit(&self.tenant.audit, audit_rows);
