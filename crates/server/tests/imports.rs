@@ -422,3 +422,63 @@ async fn the_run_assignment_option_decides_who_owns_imported_records() {
         runtime.shutdown().await;
     }
 }
+
+/// Batches of one import hand what they read of the duplicate-key index to the next batch,
+/// but only while nobody else changes records: a lead deleted by someone else between two
+/// batches is no longer anyone's original, and a record written by an earlier batch still is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_share_the_duplicate_index_only_while_nobody_else_writes() {
+    for app in TestApp::all().await {
+        let s = app.register("owner@between.test", "Between Co").await;
+        let mut rows: Vec<String> = leads_csv(1100).lines().map(str::to_string).collect();
+        // Lines: the header, then row i at line i + 1.
+        let zara = "Zara,Quenby,zara@quenby.example,9812300001,Website form,5";
+        rows[4] = zara.into();
+        rows[1061] = zara.into();
+        rows[701] = rows[11].clone();
+        rows[1071] = rows[11].clone();
+        let csv = rows.join("\n") + "\n";
+        // Queued without workers: this test runs the import itself.
+        let fields = [("object", "leads"), ("options", r#"{"duplicate_policy": "create"}"#)];
+        let r = upload(&app, &s, "data/import", &fields, "leads.csv", csv.as_bytes(), None).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+        let import_id = uuid::Uuid::parse_str(r.body["id"].as_str().expect("id")).expect("uuid");
+        let company = uuid::Uuid::parse_str(&s.company_id).expect("company");
+        let user = uuid::Uuid::parse_str(&s.user_id).expect("user");
+        let ctx = corvid_store::audit::AuditCtx { company_id: company, actor_id: Some(user), ..Default::default() };
+        let tenant = corvid_store::Tenant::system(company, user, "91".into(), ctx);
+        let leads = corvid_core::object("leads").expect("leads");
+        let deleted = std::sync::Mutex::new(None);
+        // Between the first and the second batch, someone else deletes the first Zara.
+        let between = |done: i64| {
+            if done != 500 {
+                return;
+            }
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async {
+                    let q = corvid_store::Q::new("SELECT id FROM leads WHERE email = 'zara@quenby.example'");
+                    let rows = app.db.fetch(&q, &[corvid_core::SqlType::Uuid]).await.expect("find");
+                    let id = rows[0].uuid(0).expect("id");
+                    tenant.records(&app.db, leads).delete(id, None).await.expect("delete");
+                    *deleted.lock().expect("lock") = Some(id);
+                })
+            });
+        };
+        let done = corvid_store::import::run(&app.db, &tenant, import_id, &between).await.expect("import");
+        assert_eq!((done.state.as_str(), done.created), ("succeeded", 1100), "{done:?}");
+        assert!(deleted.lock().expect("lock").is_some(), "the other writer ran between batches");
+
+        let zaras = app.get(&s, &s.path("leads?filter[email]=zara@quenby.example")).await;
+        let zaras = zaras.body["data"].as_array().cloned().unwrap_or_default();
+        assert_eq!(zaras.len(), 1, "{zaras:?}");
+        assert_eq!(zaras[0]["is_duplicate"], false, "the deleted lead is not an original: {:?}", zaras[0]);
+
+        let tens = app.get(&s, &s.path("leads?filter[email]=person10@example.in&sort=number")).await;
+        let tens = tens.body["data"].as_array().cloned().unwrap_or_default();
+        assert_eq!(tens.len(), 3, "{tens:?}");
+        assert_eq!(tens[0]["is_duplicate"], false);
+        assert_eq!(tens[1]["duplicate_of_id"], tens[0]["id"], "{tens:?}");
+        assert_eq!(tens[2]["is_duplicate"], true, "{tens:?}");
+        assert!(tens[2]["duplicate_of_id"] == tens[0]["id"] || tens[2]["duplicate_of_id"] == tens[1]["id"], "{tens:?}");
+    }
+}

@@ -146,6 +146,14 @@ pub async fn init_head(tx: &mut Tx, company_id: Uuid) -> Result<()> {
     Ok(())
 }
 
+/// The company's latest audit sequence number. Every change of a record is audited, so an
+/// unchanged number means no record changed in between.
+pub async fn head_seq(tx: &mut Tx, company_id: Uuid) -> Result<Option<i64>> {
+    let row =
+        tx.fetch_one(&Q::new("SELECT seq FROM audit_heads WHERE company_id = $1").bind(Value::Uuid(company_id)), &[SqlType::Int]).await?;
+    Ok(row.and_then(|r| r.int(0)))
+}
+
 /// Appends rows to the company's chain. Locks the head row so concurrent writers of one
 /// company serialise (PostgreSQL row lock; SQLite's write lock is already held).
 pub async fn append(tx: &mut Tx, ctx: &AuditCtx, changes: &[Change]) -> Result<()> {

@@ -629,6 +629,20 @@ struct Batch {
     ahead_by_keys: HashMap<Vec<String>, Vec<usize>>,
 }
 
+/// The key index entries and candidate records an import batch read, kept for the next batch
+/// of the same import: consecutive batches share most keys (common names, company domains)
+/// and candidates, which were otherwise read again for every batch.
+#[derive(Debug)]
+pub struct KeptIndex {
+    stored: HashMap<String, Option<Vec<(String, Uuid)>>>,
+    loaded: HashMap<Uuid, Option<Loaded>>,
+}
+
+/// Beyond these sizes an import starts over from the database rather than keep growing its
+/// memory (a few hundred bytes per key or record).
+const KEPT_KEYS: usize = 300_000;
+const KEPT_RECORDS: usize = 150_000;
+
 /// A new subject, its blocking keys and the stored candidates to compare it with.
 type Ahead<'a> = (Subject, Vec<String>, Vec<&'a Loaded>);
 /// A subject, its keys and its match (if any) with each candidate.
@@ -833,9 +847,15 @@ impl Batch {
         }
         self.pending.clear();
         for (key, written) in self.written.drain() {
-            if let Some(Some(stored)) = self.stored.get_mut(&key) {
-                stored.extend(written);
-                stored.sort_by_key(|(_, id)| *id);
+            if let Some(entry) = self.stored.get_mut(&key) {
+                if let Some(stored) = entry {
+                    stored.extend(written);
+                    stored.sort_by_key(|(_, id)| *id);
+                }
+                // As `key_entries` would read it now.
+                if entry.as_ref().is_some_and(|s| s.len() > MAX_PER_KEY) {
+                    *entry = None;
+                }
             }
         }
         Ok(())
@@ -1096,6 +1116,26 @@ impl Step {
         match self.batch.as_mut() {
             Some(b) => b.flush(tx, company_id).await,
             None => Ok(()),
+        }
+    }
+
+    /// What this batch knows of the key index, to be handed to the next batch of the same
+    /// import with `keep_index` once this batch has been flushed and committed. Pending keys
+    /// must have been flushed (they are dropped otherwise, with everything read).
+    pub fn kept_index(&mut self) -> Option<KeptIndex> {
+        let b = self.batch.take()?;
+        if !b.pending.is_empty() || b.stored.len() > KEPT_KEYS || b.loaded.len() > KEPT_RECORDS {
+            return None;
+        }
+        Some(KeptIndex { stored: b.stored, loaded: b.loaded })
+    }
+
+    /// Starts this batch from what an earlier batch of the import read. The caller vouches
+    /// that nobody else changed records since that batch committed (see `import`).
+    pub fn keep_index(&mut self, kept: KeptIndex) {
+        if let Some(b) = self.batch.as_mut() {
+            b.stored = kept.stored;
+            b.loaded = kept.loaded;
         }
     }
 

@@ -1067,7 +1067,7 @@ pub async fn run(db: &Db, t: &Tenant, id: Uuid, on_progress: OnProgress<'_>) -> 
     };
     let mut row_no: i64 = 0;
     let mut batch: Vec<(i64, Vec<String>)> = Vec::with_capacity(BATCH);
-    let mut seen: HashMap<String, Uuid> = HashMap::new();
+    let mut carry = Carry::default();
     let mut done = imp.rows_done;
     // Rows after which the statistics are refreshed next (see `refresh_statistics`).
     let mut analyze_at = imp.rows_done + ANALYZE_FIRST;
@@ -1085,7 +1085,7 @@ pub async fn run(db: &Db, t: &Tenant, id: Uuid, on_progress: OnProgress<'_>) -> 
             Some(Err(e)) => {
                 // Rows already committed stay; the import stops with the reason.
                 if !batch.is_empty() {
-                    commit_batch(db, t, object, &custom, &imp.mapping, &options, id, &mut batch, &mut seen).await?;
+                    commit_batch(db, t, object, &custom, &imp.mapping, &options, id, &mut batch, &mut carry).await?;
                 }
                 finish(db, t.company_id, id, "failed", Some(&e.to_string()), None, &path).await?;
                 return get(db, t.company_id, id).await;
@@ -1093,7 +1093,7 @@ pub async fn run(db: &Db, t: &Tenant, id: Uuid, on_progress: OnProgress<'_>) -> 
             None => {}
         }
         if batch.len() >= BATCH || (finished && !batch.is_empty()) {
-            done = commit_batch(db, t, object, &custom, &imp.mapping, &options, id, &mut batch, &mut seen).await?;
+            done = commit_batch(db, t, object, &custom, &imp.mapping, &options, id, &mut batch, &mut carry).await?;
             on_progress(done);
             if done >= analyze_at && !finished {
                 refresh_statistics(db, &object.name).await;
@@ -1202,6 +1202,17 @@ async fn set_state(db: &Db, company_id: Uuid, id: Uuid, state: &str, error: Opti
 /// multi-row statements when the batch ends (`Pipeline::finish`). A row that updates a
 /// stored record first writes what the batch holds, so the update sees every earlier row.
 #[allow(clippy::too_many_arguments)]
+/// What one batch of an import hands to the next.
+#[derive(Default)]
+struct Carry {
+    /// Match keys of the rows imported so far and their records (skip and update policies).
+    seen: HashMap<String, Uuid>,
+    /// What the last batch read of the duplicate-key index, and the audit sequence number
+    /// after it committed: if that is still the latest, no other writer changed a record
+    /// since, and the next batch may trust it.
+    index: Option<(i64, crate::dedupe::KeptIndex)>,
+}
+
 async fn commit_batch(
     db: &Db,
     t: &Tenant,
@@ -1211,8 +1222,9 @@ async fn commit_batch(
     options: &Options,
     id: Uuid,
     batch: &mut Vec<(i64, Vec<String>)>,
-    seen: &mut HashMap<String, Uuid>,
+    carry: &mut Carry,
 ) -> Result<i64> {
+    let seen = &mut carry.seen;
     let records = t.records(db, object);
     let rows: Vec<(i64, Vec<String>)> = std::mem::take(batch);
     let last_row = rows.last().map_or(0, |(n, _)| *n);
@@ -1223,6 +1235,11 @@ async fn commit_batch(
     let mut tx = db.begin().await?;
     let mut pipeline = records.pipeline(&mut tx).await?.for_batch();
     pipeline.run_assignment = options.run_assignment;
+    if let Some((seq, kept)) = carry.index.take() {
+        if audit::head_seq(&mut tx, t.company_id).await? == Some(seq) {
+            pipeline.dedupe.keep_index(kept);
+        }
+    }
     let stored = if matching { stored_matches(&mut tx, t.company_id, object, &keys, seen).await? } else { HashMap::new() };
     let existing_of = |key: &Option<(&str, String)>, seen: &HashMap<String, Uuid>| match key {
         Some((_, value)) if matching => seen.get(value).or_else(|| stored.get(value)).copied(),
@@ -1305,7 +1322,10 @@ async fn commit_batch(
             Err(e) => return Err(e),
         }
     }
+    pipeline.flush(&mut tx, t.company_id).await?;
+    let kept = pipeline.dedupe.kept_index();
     pipeline.finish(&mut tx).await?;
+    let seq = audit::head_seq(&mut tx, t.company_id).await?;
     let row = tx
         .fetch_one(
             &Q::new(
@@ -1324,6 +1344,7 @@ async fn commit_batch(
         )
         .await?;
     tx.commit().await?;
+    carry.index = seq.zip(kept);
     Ok(row.and_then(|r| r.int(0)).unwrap_or(last_row))
 }
 
