@@ -367,7 +367,7 @@ pub fn push_where(q: &mut Q, backend: Backend, r: &Resolver, lq: &ListQuery) -> 
             Backend::Postgres => {
                 let expr = words.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" & ");
                 let p = q.param(Value::Text(expr));
-                q.push(&format!(" AND {} @@ to_tsquery('simple'::regconfig, {p})", crate::schema::search_vector_pg(r.object)));
+                q.push(&format!(" AND {} @@ to_tsquery('simple'::regconfig, {p})", crate::schema::SEARCH_DOC_PG));
             }
         }
     }

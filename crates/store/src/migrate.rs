@@ -96,6 +96,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0014_roles.sql"),
         postgres: include_str!("../migrations/postgres/0014_roles.sql"),
     },
+    Migration {
+        version: 15,
+        name: "search_doc",
+        sqlite: include_str!("../migrations/sqlite/0015_search_doc.sql"),
+        postgres: include_str!("../migrations/postgres/0015_search_doc.sql"),
+    },
 ];
 
 /// Applies every migration not yet recorded. Each runs in its own transaction together with

@@ -127,6 +127,20 @@ pub fn search_vector_pg(object: &ObjectDef) -> String {
     format!("to_tsvector('simple'::regconfig, translate(lower({doc}), '{}', '{SEARCH_FOLD_TO}'))", SEARCH_FOLD_FROM.replace('\'', "''"))
 }
 
+/// PostgreSQL: the generated column holding a record's search document (`search_vector_pg`),
+/// which the search index covers and queries match (migration 0015).
+pub const SEARCH_DOC_PG: &str = "search_doc";
+
+/// PostgreSQL: adds the stored search document of one object and moves its index onto it.
+pub fn search_doc_ddl_pg(object: &ObjectDef) -> String {
+    let t = &object.name;
+    format!(
+        "ALTER TABLE {t} ADD COLUMN {SEARCH_DOC_PG} tsvector GENERATED ALWAYS AS ({}) STORED;\n\
+         DROP INDEX {t}_search;\nCREATE INDEX {t}_search ON {t} USING GIN ({SEARCH_DOC_PG});\n",
+        search_vector_pg(object)
+    )
+}
+
 /// The search index of one object: an FTS5 table kept by triggers on SQLite, a GIN
 /// expression index on PostgreSQL.
 pub fn search_ddl(object: &ObjectDef, backend: Backend) -> String {
@@ -175,6 +189,15 @@ mod search_tests {
                 let ddl = search_ddl(o, backend);
                 assert!(sql.contains(&ddl), "{backend:?} search migration differs for {}:\n{ddl}", o.name);
             }
+        }
+    }
+
+    #[test]
+    fn search_doc_migration_matches_generator() {
+        let sql = include_str!("../migrations/postgres/0015_search_doc.sql");
+        for o in corvid_core::objects() {
+            let ddl = search_doc_ddl_pg(o);
+            assert!(sql.contains(&ddl), "search document migration differs for {}:\n{ddl}", o.name);
         }
     }
 }
