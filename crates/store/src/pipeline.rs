@@ -390,8 +390,14 @@ impl Drop for Leading {
     }
 }
 
+/// What a group read of the duplicate-key index, kept for the next group of the same leader
+/// (see `import::Carry`, which does the same for import batches): valid while the company's
+/// audit sequence number is still the one after that group committed.
+type KeptIndex = Option<(i64, dedupe::KeptIndex)>;
+
 async fn lead_groups(db: Db, key: GroupKey, object: &'static ObjectDef) {
     let mut leading = Leading(Some(key));
+    let mut kept: KeptIndex = None;
     loop {
         // The turn to write first: creates arriving meanwhile join this group.
         let tx = db.begin().await;
@@ -409,7 +415,7 @@ async fn lead_groups(db: Db, key: GroupKey, object: &'static ObjectDef) {
             Err(_) => break,
         };
         match tx {
-            Ok(tx) => write_group(&db, tx, object, jobs).await,
+            Ok(tx) => kept = write_group(&db, tx, object, jobs, kept.take()).await,
             Err(e) => {
                 let msg = e.to_string();
                 for job in jobs {
@@ -420,11 +426,15 @@ async fn lead_groups(db: Db, key: GroupKey, object: &'static ObjectDef) {
     }
 }
 
-async fn write_group(db: &Db, mut tx: Tx, object: &'static ObjectDef, jobs: Vec<Job>) {
-    let Some(first) = jobs.first().map(|j| j.tenant.clone()) else { return };
-    let outcomes = match create_group(db, &mut tx, object, &first, &jobs).await {
-        Ok(outcomes) => match tx.commit().await {
-            Ok(()) => Ok(outcomes),
+async fn write_group(db: &Db, mut tx: Tx, object: &'static ObjectDef, jobs: Vec<Job>, kept: KeptIndex) -> KeptIndex {
+    let first = jobs.first().map(|j| j.tenant.clone())?;
+    let mut keep = None;
+    let outcomes = match create_group(db, &mut tx, object, &first, &jobs, kept).await {
+        Ok((outcomes, index)) => match tx.commit().await {
+            Ok(()) => {
+                keep = index;
+                Ok(outcomes)
+            }
             Err(e) => Err((e, outcomes.into_iter().map(Some).collect())),
         },
         Err((e, outcomes)) => {
@@ -451,6 +461,7 @@ async fn write_group(db: &Db, mut tx: Tx, object: &'static ObjectDef, jobs: Vec<
             }
         }
     }
+    keep
 }
 
 /// Outcomes of a group's creates; `None` for creates not reached when the group failed.
@@ -462,12 +473,20 @@ async fn create_group(
     object: &'static ObjectDef,
     first: &Tenant,
     jobs: &[Job],
-) -> std::result::Result<Vec<Result<Record>>, (StoreError, Outcomes)> {
+    kept: KeptIndex,
+) -> std::result::Result<(Vec<Result<Record>>, KeptIndex), (StoreError, Outcomes)> {
     let none = || jobs.iter().map(|_| None).collect::<Outcomes>();
     let mut pipeline = match Pipeline::load(tx, first, object).await {
         Ok(p) => p.for_group(jobs.len()),
         Err(e) => return Err((e, none())),
     };
+    if let Some((seq, index)) = kept {
+        match audit::head_seq(tx, first.company_id).await {
+            Ok(now) if now == Some(seq) => pipeline.dedupe.keep_index(index),
+            Ok(_) => {}
+            Err(e) => return Err((e, none())),
+        }
+    }
     // Validated once, up front, so the duplicate check reads the key index for the group.
     let mut validated: Vec<Option<Changes>> = jobs
         .iter()
@@ -501,10 +520,17 @@ async fn create_group(
         }
         outcomes.push(outcome);
     }
+    if let Err(e) = pipeline.flush(tx, first.company_id).await {
+        return Err((e, outcomes.into_iter().map(Some).collect()));
+    }
+    let index = pipeline.dedupe.kept_index();
     if let Err(e) = pipeline.finish(tx).await {
         return Err((e, outcomes.into_iter().map(Some).collect()));
     }
-    Ok(outcomes)
+    match audit::head_seq(tx, first.company_id).await {
+        Ok(seq) => Ok((outcomes, seq.zip(index))),
+        Err(e) => Err((e, outcomes.into_iter().map(Some).collect())),
+    }
 }
 
 /// Whether the pipeline refused a create (before anything of it was written), as opposed to
