@@ -1192,16 +1192,6 @@ async fn set_state(db: &Db, company_id: Uuid, id: Uuid, state: &str, error: Opti
     Ok(())
 }
 
-/// Applies one batch and records its outcome and the progress in one transaction.
-///
-/// Rows go through the write pipeline one by one, in file order, as they always did; what
-/// is set-based is the reading and writing around them. The records the rows match (skip
-/// and update policies) are looked up with one query per batch, the rows that will create
-/// records are validated up front so the duplicate check reads the key index for all of
-/// them at once, and new records, their keys, score history and audit rows are written with
-/// multi-row statements when the batch ends (`Pipeline::finish`). A row that updates a
-/// stored record first writes what the batch holds, so the update sees every earlier row.
-#[allow(clippy::too_many_arguments)]
 /// What one batch of an import hands to the next.
 #[derive(Default)]
 struct Carry {
@@ -1213,6 +1203,16 @@ struct Carry {
     index: Option<(i64, crate::dedupe::KeptIndex)>,
 }
 
+/// Applies one batch and records its outcome and the progress in one transaction.
+///
+/// Rows go through the write pipeline one by one, in file order, as they always did; what
+/// is set-based is the reading and writing around them. The records the rows match (skip
+/// and update policies) are looked up with one query per batch, the rows that will create
+/// records are validated up front so the duplicate check reads the key index for all of
+/// them at once, and new records, their keys, score history and audit rows are written with
+/// multi-row statements when the batch ends (`Pipeline::finish`). A row that updates a
+/// stored record first writes what the batch holds, so the update sees every earlier row.
+#[allow(clippy::too_many_arguments)]
 async fn commit_batch(
     db: &Db,
     t: &Tenant,
