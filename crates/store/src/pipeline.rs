@@ -25,6 +25,7 @@ use corvid_core::{SqlType, Value};
 use serde_json::Map;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// One record being written.
@@ -330,6 +331,9 @@ struct Job {
     tenant: Tenant,
     custom: Vec<Field>,
     input: Map<String, serde_json::Value>,
+    /// The input validated by the request's own task, so that the one writer of the group
+    /// does not (`None`: invalid, left to `create_in` to report as it always does).
+    validated: Option<Changes>,
     reply: tokio::sync::oneshot::Sender<Result<Record>>,
 }
 
@@ -340,7 +344,13 @@ struct Queue {
     jobs: Vec<Job>,
     /// Whether a leader is writing this queue's groups.
     leading: bool,
+    /// What the last leader's last group read of the duplicate-key index, and when: creates
+    /// often arrive just after a leader ran out of work, and the next leader starts from it.
+    kept: Option<(Instant, (i64, dedupe::KeptIndex))>,
 }
+
+/// How long a queue without creates keeps what its last group read.
+const KEEP_INDEX_FOR: Duration = Duration::from_secs(30);
 
 static GROUPS: LazyLock<Mutex<HashMap<GroupKey, Queue>>> = LazyLock::new(Default::default);
 
@@ -361,11 +371,15 @@ pub(crate) async fn grouped_create(
     input: Map<String, serde_json::Value>,
 ) -> Result<Record> {
     let key = (db.id(), tenant.company_id, object.name.as_str());
+    let validated = tenant.records(db, object).validate_new(&custom, &input).ok().map(|mut c| {
+        governance::tidy_names(&object.name, &mut c);
+        c
+    });
     let (reply, answer) = tokio::sync::oneshot::channel();
     let lead = {
         let mut groups = GROUPS.lock().map_err(poisoned)?;
         let queue = groups.entry(key).or_default();
-        queue.jobs.push(Job { tenant: tenant.clone(), custom, input, reply });
+        queue.jobs.push(Job { tenant: tenant.clone(), custom, input, validated, reply });
         !std::mem::replace(&mut queue.leading, true)
     };
     if lead {
@@ -404,8 +418,16 @@ async fn lead_groups(db: Db, key: GroupKey, object: &'static ObjectDef) {
         let jobs = match GROUPS.lock() {
             Ok(mut groups) => {
                 let Some(queue) = groups.get_mut(&key) else { break };
+                if kept.is_none() {
+                    kept = queue.kept.take().filter(|(at, _)| at.elapsed() < KEEP_INDEX_FOR).map(|(_, k)| k);
+                }
                 if queue.jobs.is_empty() {
-                    groups.remove(&key);
+                    queue.leading = false;
+                    queue.kept = kept.take().map(|k| (Instant::now(), k));
+                    // Queues idle for long (this one too, if it kept nothing) go.
+                    groups.retain(|_, q| {
+                        q.leading || !q.jobs.is_empty() || q.kept.as_ref().is_some_and(|(at, _)| at.elapsed() < KEEP_INDEX_FOR)
+                    });
                     leading.0 = None;
                     return;
                 }
@@ -426,10 +448,10 @@ async fn lead_groups(db: Db, key: GroupKey, object: &'static ObjectDef) {
     }
 }
 
-async fn write_group(db: &Db, mut tx: Tx, object: &'static ObjectDef, jobs: Vec<Job>, kept: KeptIndex) -> KeptIndex {
+async fn write_group(db: &Db, mut tx: Tx, object: &'static ObjectDef, mut jobs: Vec<Job>, kept: KeptIndex) -> KeptIndex {
     let first = jobs.first().map(|j| j.tenant.clone())?;
     let mut keep = None;
-    let outcomes = match create_group(db, &mut tx, object, &first, &jobs, kept).await {
+    let outcomes = match create_group(db, &mut tx, object, &first, &mut jobs, kept).await {
         Ok((outcomes, index)) => match tx.commit().await {
             Ok(()) => {
                 keep = index;
@@ -472,10 +494,11 @@ async fn create_group(
     tx: &mut Tx,
     object: &'static ObjectDef,
     first: &Tenant,
-    jobs: &[Job],
+    jobs: &mut [Job],
     kept: KeptIndex,
 ) -> std::result::Result<(Vec<Result<Record>>, KeptIndex), (StoreError, Outcomes)> {
-    let none = || jobs.iter().map(|_| None).collect::<Outcomes>();
+    let count = jobs.len();
+    let none = || (0..count).map(|_| None).collect::<Outcomes>();
     let mut pipeline = match Pipeline::load(tx, first, object).await {
         Ok(p) => p.for_group(jobs.len()),
         Err(e) => return Err((e, none())),
@@ -487,15 +510,9 @@ async fn create_group(
             Err(e) => return Err((e, none())),
         }
     }
-    // Validated once, up front, so the duplicate check reads the key index for the group.
-    let mut validated: Vec<Option<Changes>> = jobs
-        .iter()
-        .map(|j| {
-            let mut c = j.tenant.records(db, object).validate_new(&j.custom, &j.input).ok()?;
-            governance::tidy_names(&object.name, &mut c);
-            Some(c)
-        })
-        .collect();
+    // Validated up front (by each request), so the duplicate check reads the key index for
+    // the group.
+    let mut validated: Vec<Option<Changes>> = jobs.iter_mut().map(|j| j.validated.take()).collect();
     if pipeline.dedupe.checks_new(&object.name) {
         let subjects: Vec<dedupe::Subject> = validated.iter().flatten().filter_map(|c| dedupe::subject_of_new(&object.name, c)).collect();
         if let Err(e) = pipeline.dedupe.prefetch(tx, first.company_id, &object.name, &subjects).await {
