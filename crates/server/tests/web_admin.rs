@@ -661,7 +661,8 @@ async fn audit_log_page() {
         let url = format!("{base}/settings/audit");
         let acc = id_of(&app.post(&s, &s.path("accounts"), json!({"name": "Audited Ltd"})).await);
         let deal = id_of(&app.post(&s, &s.path("deals"), json!({"name": "Audited deal", "account_id": acc, "value": "10.00"})).await);
-        for i in 0..6 {
+        // A creation is one audit row: enough of them to fill more than one page.
+        for i in 0..50 {
             id_of(
                 &app.post(
                     &s,

@@ -126,12 +126,17 @@ impl Access {
         field.is_none_or(|f| !self.is_hidden(object, f))
     }
 
-    /// The audit rows this member may see, a record's creation shown field by field (see
-    /// `AuditRow::expand_create`): rows about objects they cannot read and changes of hidden
-    /// fields are dropped; other rows holding several values as JSON lose the hidden fields' keys.
+    /// The audit rows this member may see: rows about objects they cannot read and changes of
+    /// hidden fields are dropped; a row holding several values as JSON (a record's creation)
+    /// loses the hidden fields' keys.
+    /// `visible_audit` for one record's history: its creation shown field by field, like its
+    /// updates (`AuditRow::expand_create`).
+    pub fn visible_history(&self, rows: Vec<crate::audit::AuditRow>) -> Vec<crate::audit::AuditRow> {
+        self.visible_audit(rows).into_iter().flat_map(crate::audit::AuditRow::expand_create).collect()
+    }
+
     pub fn visible_audit(&self, rows: Vec<crate::audit::AuditRow>) -> Vec<crate::audit::AuditRow> {
         rows.into_iter()
-            .flat_map(crate::audit::AuditRow::expand_create)
             .filter(|r| self.audit_visible(&r.object, r.field.as_deref()))
             .map(|mut r| {
                 if r.field.is_none() {

@@ -37,7 +37,7 @@ pub async fn for_record(db: &Db, t: &Tenant, object: &'static ObjectDef, id: Uui
     }
     let f = AuditFilter { object: Some(object.name.clone()), record_id: Some(id), limit, ..Default::default() };
     let changes = audit::list(db, t.company_id, &f).await?;
-    items.extend(t.access.visible_audit(changes).into_iter().map(Entry::Change));
+    items.extend(t.access.visible_history(changes).into_iter().map(Entry::Change));
     items.sort_by_key(|e| std::cmp::Reverse(e.at()));
     items.truncate(limit);
     Ok(items)

@@ -257,10 +257,11 @@ fn audit_filter_from(pairs: &[(String, String)], f: &mut AuditFilter) -> ApiResu
     Ok(())
 }
 
-fn audit_page(t: &corvid_store::Tenant, rows: Vec<corvid_store::audit::AuditRow>, limit: usize) -> Json<Value> {
+/// A page of audit rows as stored (`history`: one record's, its creation field by field).
+fn audit_page(t: &corvid_store::Tenant, rows: Vec<corvid_store::audit::AuditRow>, limit: usize, history: bool) -> Json<Value> {
     // The cursor follows the stored rows, so rows withheld from this member do not end paging.
     let next = if rows.len() == limit { rows.last().map(|r| r.seq.to_string()) } else { None };
-    let rows = t.access.visible_audit(rows);
+    let rows = if history { t.access.visible_history(rows) } else { t.access.visible_audit(rows) };
     Json(json!({"data": rows, "next_cursor": next}))
 }
 
@@ -273,7 +274,7 @@ pub async fn history(State(st): State<AppState>, Member(t): Member, p: Params, R
     f.object = Some(object.name.clone());
     f.record_id = Some(id);
     let rows = audit::list(&st.db, t.company_id, &f).await?;
-    Ok(audit_page(&t, rows, f.limit).into_response())
+    Ok(audit_page(&t, rows, f.limit, true).into_response())
 }
 
 pub async fn company_audit(
@@ -284,7 +285,7 @@ pub async fn company_audit(
     let mut f = AuditFilter { limit: 100, ..Default::default() };
     audit_filter_from(&query_pairs(raw.as_deref())?, &mut f)?;
     let rows = audit::list(&st.db, t.company_id, &f).await?;
-    Ok(audit_page(&t, rows, f.limit).into_response())
+    Ok(audit_page(&t, rows, f.limit, false).into_response())
 }
 
 pub async fn verify_audit(State(st): State<AppState>, crate::extract::Admin(t): crate::extract::Admin) -> ApiResult<Response> {

@@ -816,7 +816,7 @@ pub async fn show(State(st): State<AppState>, page: Page, p: crate::extract::Par
         })
         .collect();
     let f = AuditFilter { object: Some(object.name.clone()), record_id: Some(id), limit: 200, ..Default::default() };
-    let history = history_rows(&page.tenant.access.visible_audit(audit::list(&st.db, page.tenant.company_id, &f).await?), &lk);
+    let history = history_rows(&page.tenant.access.visible_history(audit::list(&st.db, page.tenant.company_id, &f).await?), &lk);
     let qp = pairs(raw.as_deref());
     render(&RecordPage {
         ctx: page.ctx.clone(),
