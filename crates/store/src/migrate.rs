@@ -102,6 +102,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0015_search_doc.sql"),
         postgres: include_str!("../migrations/postgres/0015_search_doc.sql"),
     },
+    Migration {
+        version: 16,
+        name: "drop_prefix_indexes",
+        sqlite: include_str!("../migrations/sqlite/0016_drop_prefix_indexes.sql"),
+        postgres: include_str!("../migrations/postgres/0016_drop_prefix_indexes.sql"),
+    },
 ];
 
 /// Applies every migration not yet recorded. Each runs in its own transaction together with
