@@ -482,3 +482,42 @@ async fn batches_share_the_duplicate_index_only_while_nobody_else_writes() {
         assert!(tens[2]["duplicate_of_id"] == tens[0]["id"] || tens[2]["duplicate_of_id"] == tens[1]["id"], "{tens:?}");
     }
 }
+
+/// On PostgreSQL another writer of the company can commit while a batch reads (the batch
+/// locks the audit head only when it appends). What the batch read may then predate that
+/// change, so it must not be handed to the next batch, even though the audit sequence number
+/// the next batch finds is the one this batch left. SQLite's write transactions exclude
+/// each other, so there the case cannot arise.
+#[tokio::test]
+async fn a_batch_hands_over_nothing_when_another_writer_committed_while_it_ran() {
+    for app in TestApp::all().await {
+        if app.backend != "postgres" {
+            continue;
+        }
+        let s = app.register("owner@meanwhile.test", "Meanwhile Co").await;
+        let company = uuid::Uuid::parse_str(&s.company_id).expect("company");
+        let user = uuid::Uuid::parse_str(&s.user_id).expect("user");
+        let ctx = corvid_store::audit::AuditCtx { company_id: company, actor_id: Some(user), ..Default::default() };
+        let tenant = corvid_store::Tenant::system(company, user, "91".into(), ctx);
+        let leads = corvid_core::object("leads").expect("leads");
+        let records = tenant.records(&app.db, leads);
+        let input = |i: usize| match json!({"first_name": format!("Meera{i}"), "last_name": "Iyer", "email": format!("meera{i}@iyer.example")})
+        {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        let (other, _) = records.create(&input(0), None).await.expect("other lead");
+        for meanwhile in [false, true] {
+            let mut tx = app.db.begin().await.expect("begin");
+            let mut pipeline = records.pipeline(&mut tx).await.expect("pipeline").for_batch();
+            pipeline.take_over(&mut tx, None).await.expect("take over");
+            if meanwhile {
+                records.delete(other.id, None).await.expect("someone else deletes a lead");
+            }
+            records.create_in(&mut tx, &[], &mut pipeline, &input(if meanwhile { 2 } else { 1 }), "import").await.expect("create");
+            let handed = pipeline.finish_handing_over(&mut tx).await.expect("finish");
+            tx.commit().await.expect("commit");
+            assert_eq!(handed.is_some(), !meanwhile, "another writer committed meanwhile: {meanwhile}");
+        }
+    }
+}

@@ -627,6 +627,92 @@ struct Batch {
     ahead: Vec<(Subject, HashMap<Uuid, Option<Match>>)>,
     /// Positions in `ahead` by the subject's blocking keys.
     ahead_by_keys: HashMap<Vec<String>, Vec<usize>>,
+    /// Every key of the index that a check of this batch could read (see `KeyFilter`).
+    filter: Option<KeyFilter>,
+    /// Up to how many stored keys `prefetch` reads into a filter; 0: never.
+    filter_limit: usize,
+    /// The company had more keys than that when the filter was to be read.
+    filter_refused: bool,
+}
+
+/// The keys of a company's duplicate index, as a set that can answer "certainly not there"
+/// (a Bloom filter: ten bits and seven probes per key, under 1 % false positives). Most keys
+/// of new records are new (emails, phone numbers), and each used to cost a lookup that found
+/// nothing; a batch that holds the filter looks up only keys that may exist. It is read
+/// once per import (`Step::want_filter`), kept current with the keys the import writes, and
+/// handed from batch to batch with the rest of `KeptIndex`. A key wrongly reported present
+/// costs a lookup, never a missed duplicate.
+#[derive(Debug)]
+struct KeyFilter {
+    bits: Vec<u64>,
+    len: usize,
+    /// Keys the filter was sized for; past them it is dropped and read again, larger.
+    capacity: usize,
+}
+
+const FILTER_PROBES: u64 = 7;
+
+impl KeyFilter {
+    fn with_capacity(capacity: usize) -> KeyFilter {
+        let bits = (capacity.max(1024) * 10).div_ceil(64);
+        KeyFilter { bits: vec![0; bits], len: 0, capacity }
+    }
+
+    fn probes(&self, key: &str) -> impl Iterator<Item = usize> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        key.hash(&mut h);
+        let h = h.finish();
+        let (a, b) = (h & 0xffff_ffff, (h >> 32) | 1);
+        let m = self.bits.len() as u64 * 64;
+        (0..FILTER_PROBES).map(move |i| (a.wrapping_add(i.wrapping_mul(b)) % m) as usize)
+    }
+
+    fn insert(&mut self, key: &str) {
+        let probes: Vec<usize> = self.probes(key).collect();
+        for bit in probes {
+            self.bits[bit / 64] |= 1 << (bit % 64);
+        }
+        self.len += 1;
+    }
+
+    fn may_contain(&self, key: &str) -> bool {
+        self.probes(key).all(|bit| self.bits[bit / 64] & (1 << (bit % 64)) != 0)
+    }
+
+    fn full(&self) -> bool {
+        self.len > self.capacity
+    }
+}
+
+/// Reads every key of the company's index that a check of `objects` could read into a
+/// filter, unless there are more than `limit`; `None` then.
+async fn read_filter(conn: &mut Conn<'_>, company_id: Uuid, kind: Kind, objects: &[&str], limit: usize) -> Result<Option<KeyFilter>> {
+    let only = format!("object IN ({})", objects.iter().map(|o| format!("'{o}'")).collect::<Vec<_>>().join(", "));
+    let q = Q::new(format!(
+        "SELECT COUNT(*) FROM (SELECT 1 AS one FROM dedupe_keys WHERE company_id = $1 AND kind = $2 AND {only} LIMIT {}) k",
+        limit + 1
+    ))
+    .bind(Value::Uuid(company_id))
+    .bind(Value::Text(kind.as_str().into()));
+    let count = conn.fetch(&q, &[SqlType::Int]).await?.first().and_then(|r| r.int(0)).unwrap_or(0);
+    let count = usize::try_from(count).unwrap_or(0);
+    if count > limit {
+        return Ok(None);
+    }
+    // Room to grow: an import into a small company multiplies its keys.
+    let mut filter = KeyFilter::with_capacity((count * 8).max(2_000_000).min(limit.max(1)));
+    if count > 0 {
+        let q = Q::new(format!("SELECT key FROM dedupe_keys WHERE company_id = $1 AND kind = $2 AND {only}"))
+            .bind(Value::Uuid(company_id))
+            .bind(Value::Text(kind.as_str().into()));
+        for row in conn.fetch(&q, &[SqlType::Text]).await? {
+            if let Some(k) = row.text(0) {
+                filter.insert(&k);
+            }
+        }
+    }
+    Ok(Some(filter))
 }
 
 /// The key index entries and candidate records an import batch read, kept for the next batch
@@ -636,6 +722,7 @@ struct Batch {
 pub struct KeptIndex {
     stored: HashMap<String, Option<Vec<(String, Uuid)>>>,
     loaded: HashMap<Uuid, Option<Loaded>>,
+    filter: Option<KeyFilter>,
 }
 
 /// Beyond these sizes an import starts over from the database rather than keep growing its
@@ -696,7 +783,8 @@ impl Batch {
     async fn find(&mut self, conn: &mut Conn<'_>, company_id: Uuid, kind: Kind, object: &str, subject: &Subject) -> Result<Vec<Candidate>> {
         let keys = subject.keys();
         let objects = candidate_objects(object);
-        let missing: Vec<String> = keys.iter().filter(|k| !self.stored.contains_key(*k)).cloned().collect();
+        let mut missing: Vec<String> = keys.iter().filter(|k| !self.stored.contains_key(*k)).cloned().collect();
+        self.skip_absent(&mut missing);
         if !missing.is_empty() {
             self.stored.extend(key_entries(conn, company_id, kind, objects, &missing).await?);
         }
@@ -745,6 +833,10 @@ impl Batch {
 
     /// Reads the index entries of many subjects' keys at once.
     async fn prefetch(&mut self, conn: &mut Conn<'_>, company_id: Uuid, kind: Kind, object: &str, subjects: &[Subject]) -> Result<()> {
+        if self.filter.is_none() && self.filter_limit > 0 && !self.filter_refused {
+            self.filter = read_filter(conn, company_id, kind, candidate_objects(object), self.filter_limit).await?;
+            self.filter_refused = self.filter.is_none();
+        }
         let mut keys: Vec<String> = Vec::new();
         let mut seen = HashSet::new();
         for s in subjects {
@@ -754,10 +846,9 @@ impl Batch {
                 }
             }
         }
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let entries = key_entries(conn, company_id, kind, candidate_objects(object), &keys).await?;
+        self.skip_absent(&mut keys);
+        let entries =
+            if keys.is_empty() { HashMap::new() } else { key_entries(conn, company_id, kind, candidate_objects(object), &keys).await? };
         let ids: Vec<(String, Uuid)> = entries
             .values()
             .flatten()
@@ -806,6 +897,19 @@ impl Batch {
         Ok(())
     }
 
+    /// Takes the keys the filter knows are not stored out of `keys`, and notes them as
+    /// stored without entries (as `key_entries` would read them).
+    fn skip_absent(&mut self, keys: &mut Vec<String>) {
+        let Some(filter) = &self.filter else { return };
+        keys.retain(|k| {
+            if filter.may_contain(k) {
+                return true;
+            }
+            self.stored.insert(k.clone(), Some(Vec::new()));
+            false
+        });
+    }
+
     /// Notes a record written in this batch: its keys go to the index with the batch, and
     /// later rows are compared with it.
     fn add(&mut self, kind: Kind, object: &str, rec: &Record, subject: Subject) {
@@ -844,6 +948,15 @@ impl Batch {
                 rows.join(", ")
             );
             tx.execute(&q).await?;
+        }
+        if let Some(filter) = self.filter.as_mut() {
+            for (_, key, _, _) in &self.pending {
+                filter.insert(key);
+            }
+            if filter.full() {
+                // Read again, larger, by a later batch.
+                self.filter = None;
+            }
         }
         self.pending.clear();
         for (key, written) in self.written.drain() {
@@ -1123,11 +1236,30 @@ impl Step {
     /// import with `keep_index` once this batch has been flushed and committed. Pending keys
     /// must have been flushed (they are dropped otherwise, with everything read).
     pub fn kept_index(&mut self) -> Option<KeptIndex> {
-        let b = self.batch.take()?;
-        if !b.pending.is_empty() || b.stored.len() > KEPT_KEYS || b.loaded.len() > KEPT_RECORDS {
+        let mut b = self.batch.take()?;
+        if !b.pending.is_empty() {
             return None;
         }
-        Some(KeptIndex { stored: b.stored, loaded: b.loaded })
+        // What was read is only a copy of the committed index: past the bounds it goes, and
+        // the filter, which is small, stays.
+        if b.stored.len() > KEPT_KEYS || b.loaded.len() > KEPT_RECORDS {
+            b.stored.clear();
+            b.loaded.clear();
+        }
+        Some(KeptIndex { stored: b.stored, loaded: b.loaded, filter: b.filter })
+    }
+
+    /// Lets this batch read the company's keys into a filter (`KeyFilter`) if there are at
+    /// most `limit` of them and no earlier batch handed one over.
+    pub fn want_filter(&mut self, limit: usize) {
+        if let Some(b) = self.batch.as_mut() {
+            b.filter_limit = limit;
+        }
+    }
+
+    /// Whether this batch found more keys than it may read into a filter.
+    pub fn filter_refused(&self) -> bool {
+        self.batch.as_ref().is_some_and(|b| b.filter_refused)
     }
 
     /// Starts this batch from what an earlier batch of the import read. The caller vouches
@@ -1136,6 +1268,7 @@ impl Step {
         if let Some(b) = self.batch.as_mut() {
             b.stored = kept.stored;
             b.loaded = kept.loaded;
+            b.filter = kept.filter;
         }
     }
 
@@ -1146,6 +1279,9 @@ impl Step {
             b.loaded.clear();
             b.ahead.clear();
             b.ahead_by_keys.clear();
+            // The update wrote keys the filter does not know.
+            b.filter = None;
+            b.filter_refused = true;
         }
     }
 
@@ -2040,6 +2176,20 @@ pub mod bench {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_key_filter_never_forgets_a_key_and_rarely_imagines_one() {
+        let mut f = KeyFilter::with_capacity(100_000);
+        for i in 0..100_000 {
+            f.insert(&format!("e:person{i}@example.in"));
+        }
+        assert!((0..100_000).all(|i| f.may_contain(&format!("e:person{i}@example.in"))), "a stored key is never reported absent");
+        let imagined = (0..100_000).filter(|i| f.may_contain(&format!("e:other{i}@example.in"))).count();
+        assert!(imagined < 2_000, "{imagined} false positives in 100,000 (expected about 1 %)");
+        assert!(!f.full());
+        f.insert("one more");
+        assert!(f.full(), "past its capacity the filter asks to be read again, larger");
+    }
 
     #[test]
     fn keys_are_bounded_and_unique() {

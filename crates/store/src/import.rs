@@ -19,7 +19,7 @@ use crate::db::{Db, Q};
 use crate::records::Tenant;
 use crate::{new_id, Result, StoreError};
 use corvid_core::meta::{Field, FieldKind, ObjectDef};
-use corvid_core::validate::Changes;
+use corvid_core::validate::{Changes, Mode, Validator};
 use corvid_core::value::now_micros;
 use corvid_core::{FieldError, SqlType, Value};
 use serde::{Deserialize, Serialize};
@@ -1058,50 +1058,45 @@ pub async fn run(db: &Db, t: &Tenant, id: Uuid, on_progress: OnProgress<'_>) -> 
     let opened = tokio::task::spawn_blocking(move || open(&file_path, &name))
         .await
         .map_err(|_| StoreError::Config("import reader stopped".into()))?;
-    let mut source = match opened {
+    let source = match opened {
         Ok(s) => s,
         Err(e) => {
             finish(db, t.company_id, id, "failed", Some(&e.to_string()), None, &path).await?;
             return get(db, t.company_id, id).await;
         }
     };
-    let mut row_no: i64 = 0;
-    let mut batch: Vec<(i64, Vec<String>)> = Vec::with_capacity(BATCH);
+    let reader = Reader {
+        object,
+        custom: custom.clone(),
+        mapping: imp.mapping.clone(),
+        options: options.clone(),
+        calling_code: t.calling_code.clone(),
+        skip: imp.rows_done,
+    };
+    // One batch ahead: the next batch is read and validated while this one writes.
+    let (sender, mut batches) = tokio::sync::mpsc::channel(1);
+    tokio::task::spawn_blocking(move || reader.run(source, sender));
     let mut carry = Carry::default();
     let mut done = imp.rows_done;
+    let mut rows_read = imp.rows_done;
     // Rows after which the statistics are refreshed next (see `refresh_statistics`).
     let mut analyze_at = imp.rows_done + ANALYZE_FIRST;
-    loop {
-        // Reading is CPU work on a blocking file handle; batches are small enough to read inline.
-        let next = source.rows().next();
-        let finished = next.is_none();
-        match next {
-            Some(Ok(cells)) => {
-                row_no += 1;
-                if row_no > imp.rows_done && !cells.iter().all(String::is_empty) {
-                    batch.push((row_no, cells));
+    while let Some(read) = batches.recv().await {
+        match read {
+            Reading::Batch(batch) => {
+                done = commit_batch(db, t, object, &custom, &options, id, batch, &mut carry).await?;
+                on_progress(done);
+                if done >= analyze_at {
+                    refresh_statistics(db, &object.name).await;
+                    analyze_at = done + (done - imp.rows_done);
                 }
             }
-            Some(Err(e)) => {
+            Reading::Failed(e) => {
                 // Rows already committed stay; the import stops with the reason.
-                if !batch.is_empty() {
-                    commit_batch(db, t, object, &custom, &imp.mapping, &options, id, &mut batch, &mut carry).await?;
-                }
                 finish(db, t.company_id, id, "failed", Some(&e.to_string()), None, &path).await?;
                 return get(db, t.company_id, id).await;
             }
-            None => {}
-        }
-        if batch.len() >= BATCH || (finished && !batch.is_empty()) {
-            done = commit_batch(db, t, object, &custom, &imp.mapping, &options, id, &mut batch, &mut carry).await?;
-            on_progress(done);
-            if done >= analyze_at && !finished {
-                refresh_statistics(db, &object.name).await;
-                analyze_at = done + (done - imp.rows_done);
-            }
-        }
-        if finished {
-            break;
+            Reading::End(rows) => rows_read = rows,
         }
     }
     tracing::info!(import = %id, rows = done, "import finished");
@@ -1109,7 +1104,7 @@ pub async fn run(db: &Db, t: &Tenant, id: Uuid, on_progress: OnProgress<'_>) -> 
         refresh_statistics(db, &object.name).await;
     }
     // Trailing blank rows count as read, so a finished import shows all rows done.
-    finish(db, t.company_id, id, "succeeded", None, Some(row_no.max(done)), &path).await?;
+    finish(db, t.company_id, id, "succeeded", None, Some(rows_read.max(done)), &path).await?;
     get(db, t.company_id, id).await
 }
 
@@ -1192,15 +1187,100 @@ async fn set_state(db: &Db, company_id: Uuid, id: Uuid, state: &str, error: Opti
     Ok(())
 }
 
+/// Reads an import's file and prepares its batches on a thread of its own, one batch ahead
+/// of the writes: each row's input, match key and validated values need no database, so
+/// they are ready when the previous batch has committed.
+struct Reader {
+    object: &'static ObjectDef,
+    custom: Vec<Field>,
+    mapping: Mapping,
+    options: Options,
+    calling_code: String,
+    /// Rows committed by an earlier run of this import (it resumes after them).
+    skip: i64,
+}
+
+/// What the reader sends: a batch, the reason reading stopped, or the number of rows read
+/// when the file ended.
+enum Reading {
+    Batch(Batch),
+    Failed(FileError),
+    End(i64),
+}
+
+/// Rows of the file, as `commit_batch` applies them.
+struct Batch {
+    /// The row number in the file (the header not counted) and the cells.
+    rows: Vec<(i64, Vec<String>)>,
+    inputs: Vec<Map<String, Json>>,
+    keys: Vec<Option<(&'static str, String)>>,
+    /// The values of a new record from each row; `None` when the row is invalid (`create_in`
+    /// then reports why, as it always has).
+    validated: Vec<Option<Changes>>,
+}
+
+impl Reader {
+    /// Stops early when the import stops listening (it failed or was cancelled).
+    fn run(self, mut source: Source, out: tokio::sync::mpsc::Sender<Reading>) {
+        let mut row_no: i64 = 0;
+        let mut rows = Vec::with_capacity(BATCH);
+        loop {
+            match source.rows().next() {
+                Some(Ok(cells)) => {
+                    row_no += 1;
+                    if row_no > self.skip && !cells.iter().all(String::is_empty) {
+                        rows.push((row_no, cells));
+                    }
+                    if rows.len() >= BATCH && out.blocking_send(Reading::Batch(self.prepare(std::mem::take(&mut rows)))).is_err() {
+                        return;
+                    }
+                }
+                Some(Err(e)) => {
+                    if !rows.is_empty() && out.blocking_send(Reading::Batch(self.prepare(rows))).is_err() {
+                        return;
+                    }
+                    let _ = out.blocking_send(Reading::Failed(e));
+                    return;
+                }
+                None => {
+                    if !rows.is_empty() && out.blocking_send(Reading::Batch(self.prepare(rows))).is_err() {
+                        return;
+                    }
+                    let _ = out.blocking_send(Reading::End(row_no));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn prepare(&self, rows: Vec<(i64, Vec<String>)>) -> Batch {
+        let object = self.object;
+        let inputs: Vec<Map<String, Json>> =
+            rows.iter().map(|(_, cells)| row_input(object, &self.custom, &self.mapping, &self.options, cells)).collect();
+        let keys = inputs.iter().map(|i| match_key(object, i)).collect();
+        let validator = Validator { object, custom_fields: &self.custom, default_calling_code: &self.calling_code };
+        let validated = inputs
+            .iter()
+            .map(|input| {
+                let mut changes = validator.validate(input, Mode::Create).ok()?;
+                crate::governance::tidy_names(&object.name, &mut changes);
+                Some(changes)
+            })
+            .collect();
+        Batch { rows, inputs, keys, validated }
+    }
+}
+
 /// What one batch of an import hands to the next.
 #[derive(Default)]
 struct Carry {
     /// Match keys of the rows imported so far and their records (skip and update policies).
     seen: HashMap<String, Uuid>,
-    /// What the last batch read of the duplicate-key index, and the audit sequence number
-    /// after it committed: if that is still the latest, no other writer changed a record
-    /// since, and the next batch may trust it.
-    index: Option<(i64, crate::dedupe::KeptIndex)>,
+    /// What the last batch read of the duplicate-key index (`Pipeline::take_over`).
+    index: Option<crate::pipeline::HandOver>,
+    /// The company had too many duplicate keys to read into a filter (`dedupe::KeyFilter`):
+    /// later batches do not try again.
+    filter_refused: bool,
 }
 
 /// Applies one batch and records its outcome and the progress in one transaction.
@@ -1218,27 +1298,23 @@ async fn commit_batch(
     t: &Tenant,
     object: &'static ObjectDef,
     custom: &[Field],
-    mapping: &Mapping,
     options: &Options,
     id: Uuid,
-    batch: &mut Vec<(i64, Vec<String>)>,
+    batch: Batch,
     carry: &mut Carry,
 ) -> Result<i64> {
     let seen = &mut carry.seen;
     let records = t.records(db, object);
-    let rows: Vec<(i64, Vec<String>)> = std::mem::take(batch);
+    let Batch { rows, inputs, keys, mut validated } = batch;
     let last_row = rows.last().map_or(0, |(n, _)| *n);
-    let inputs: Vec<Map<String, Json>> = rows.iter().map(|(_, cells)| row_input(object, custom, mapping, options, cells)).collect();
-    let keys: Vec<Option<(&'static str, String)>> = inputs.iter().map(|i| match_key(object, i)).collect();
     let matching = matches!(options.duplicate_policy, DuplicatePolicy::Skip | DuplicatePolicy::Update);
 
     let mut tx = db.begin().await?;
     let mut pipeline = records.pipeline(&mut tx).await?.for_batch();
     pipeline.run_assignment = options.run_assignment;
-    if let Some((seq, kept)) = carry.index.take() {
-        if audit::head_seq(&mut tx, t.company_id).await? == Some(seq) {
-            pipeline.dedupe.keep_index(kept);
-        }
+    pipeline.take_over(&mut tx, carry.index.take()).await?;
+    if !carry.filter_refused {
+        pipeline.dedupe.want_filter(FILTER_KEYS);
     }
     let stored = if matching { stored_matches(&mut tx, t.company_id, object, &keys, seen).await? } else { HashMap::new() };
     let existing_of = |key: &Option<(&str, String)>, seen: &HashMap<String, Uuid>| match key {
@@ -1246,20 +1322,13 @@ async fn commit_batch(
         _ => None,
     };
     // Rows that create a record as far as can be told now (an earlier row of the batch may
-    // still turn one into a skip or an update), validated once, here.
-    let mut validated: Vec<Option<Changes>> = inputs
-        .iter()
-        .zip(&keys)
-        .map(|(input, key)| {
-            if existing_of(key, seen).is_some() {
-                return None;
-            }
-            // An invalid row is left to `create_in`, which reports it as it always has.
-            let mut changes = records.validate_new(custom, input).ok()?;
-            crate::governance::tidy_names(&object.name, &mut changes);
-            Some(changes)
-        })
-        .collect();
+    // still turn one into a skip or an update) keep their validated values, for the
+    // duplicate lookups of the batch.
+    for (checked, key) in validated.iter_mut().zip(&keys) {
+        if existing_of(key, seen).is_some() {
+            *checked = None;
+        }
+    }
     let mut prefetch_from = Some(0);
 
     let (mut created, mut updated, mut skipped, mut failed) = (0i64, 0i64, 0i64, 0i64);
@@ -1322,10 +1391,8 @@ async fn commit_batch(
             Err(e) => return Err(e),
         }
     }
-    pipeline.flush(&mut tx, t.company_id).await?;
-    let kept = pipeline.dedupe.kept_index();
-    pipeline.finish(&mut tx).await?;
-    let seq = audit::head_seq(&mut tx, t.company_id).await?;
+    carry.filter_refused |= pipeline.dedupe.filter_refused();
+    let handed = pipeline.finish_handing_over(&mut tx).await?;
     let row = tx
         .fetch_one(
             &Q::new(
@@ -1344,7 +1411,7 @@ async fn commit_batch(
         )
         .await?;
     tx.commit().await?;
-    carry.index = seq.zip(kept);
+    carry.index = handed;
     Ok(row.and_then(|r| r.int(0)).unwrap_or(last_row))
 }
 
@@ -1388,6 +1455,10 @@ async fn stored_matches(
     }
     Ok(out)
 }
+
+/// Up to how many stored duplicate keys an import reads into a filter (about 1.2 bytes each,
+/// and the count that decides costs a read of at most this many index entries).
+const FILTER_KEYS: usize = 20_000_000;
 
 /// Imports of at least this many rows refresh the planner's statistics of the table.
 const ANALYZE_AFTER: i64 = 5_000;

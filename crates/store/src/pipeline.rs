@@ -67,6 +67,8 @@ pub struct Pipeline {
     /// The validated values of the row `create_in_validated` is creating, so the row is
     /// not validated twice (batches validate their rows up front for their lookups).
     pub(crate) validated: Option<Changes>,
+    /// The company's audit sequence number when `take_over` ran (`finish_handing_over`).
+    start_seq: Option<i64>,
 }
 
 /// A new record's row: its table, column names and values (the same as its single-row
@@ -75,6 +77,13 @@ struct PendingRow {
     object: &'static ObjectDef,
     columns: Vec<String>,
     values: Vec<Value>,
+}
+
+/// What one batch of an import or group of creates read of the duplicate-key index, with
+/// the audit sequence number after it: see `Pipeline::take_over`.
+pub struct HandOver {
+    seq: i64,
+    index: dedupe::KeptIndex,
 }
 
 /// Parameters per multi-row INSERT: under SQLite's limit of 32,766 and PostgreSQL's 65,535.
@@ -138,6 +147,7 @@ impl Pipeline {
             object,
             audit_ctx: tenant.audit.clone(),
             deferred_audit: Vec::new(),
+            start_seq: None,
             numbers: (0, 0),
             number_block: 1,
             verified: HashSet::new(),
@@ -252,6 +262,43 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Starts the duplicate check from what an earlier batch or group read of the key index
+    /// (`finish_handing_over`), if no record of the company changed since that one committed.
+    /// Every change of a record is audited, so an unchanged audit sequence number means no
+    /// other writer changed anything in between; otherwise the index is read again.
+    pub async fn take_over(&mut self, tx: &mut Tx, handed: Option<HandOver>) -> Result<()> {
+        let seq = audit::head_seq(tx, self.audit_ctx.company_id).await?;
+        if let Some(h) = handed {
+            if seq == Some(h.seq) {
+                self.dedupe.keep_index(h.index);
+            }
+        }
+        self.start_seq = seq;
+        Ok(())
+    }
+
+    /// `finish`, and what the next batch or group may start from once this transaction has
+    /// committed (`take_over`): the key index this one read and wrote, and the audit sequence
+    /// number it leaves.
+    pub async fn finish_handing_over(mut self, tx: &mut Tx) -> Result<Option<HandOver>> {
+        let company_id = self.audit_ctx.company_id;
+        // Keys still pending would be dropped with the index.
+        self.flush(tx, company_id).await?;
+        let index = self.dedupe.kept_index();
+        let start = self.start_seq;
+        let own = self.deferred_audit.iter().map(|(_, rows)| rows.len() as i64).sum::<i64>();
+        self.finish(tx).await?;
+        let seq = audit::head_seq(tx, company_id).await?;
+        // PostgreSQL lets another writer of the company commit while this transaction reads
+        // (the audit head is only locked when this one appends): its rows then sit between
+        // `start` and `seq`, and what this transaction read may predate its change. So may
+        // this transaction's own direct appends (updates), which change the index too.
+        if start.zip(seq).is_none_or(|(start, end)| end - start != own) {
+            return Ok(None);
+        }
+        Ok(seq.zip(index).map(|(seq, index)| HandOver { seq, index }))
+    }
+
     /// Writes back state kept in memory for the batch (rows, round-robin positions, audit)
     /// and returns the record numbers reserved but not used.
     pub async fn finish(mut self, tx: &mut Tx) -> Result<()> {
@@ -346,7 +393,7 @@ struct Queue {
     leading: bool,
     /// What the last leader's last group read of the duplicate-key index, and when: creates
     /// often arrive just after a leader ran out of work, and the next leader starts from it.
-    kept: Option<(Instant, (i64, dedupe::KeptIndex))>,
+    kept: Option<(Instant, HandOver)>,
 }
 
 /// How long a queue without creates keeps what its last group read.
@@ -404,10 +451,8 @@ impl Drop for Leading {
     }
 }
 
-/// What a group read of the duplicate-key index, kept for the next group of the same leader
-/// (see `import::Carry`, which does the same for import batches): valid while the company's
-/// audit sequence number is still the one after that group committed.
-type KeptIndex = Option<(i64, dedupe::KeptIndex)>;
+/// What a group read of the duplicate-key index, kept for the next group of the same leader.
+type KeptIndex = Option<HandOver>;
 
 async fn lead_groups(db: Db, key: GroupKey, object: &'static ObjectDef) {
     let mut leading = Leading(Some(key));
@@ -503,12 +548,8 @@ async fn create_group(
         Ok(p) => p.for_group(jobs.len()),
         Err(e) => return Err((e, none())),
     };
-    if let Some((seq, index)) = kept {
-        match audit::head_seq(tx, first.company_id).await {
-            Ok(now) if now == Some(seq) => pipeline.dedupe.keep_index(index),
-            Ok(_) => {}
-            Err(e) => return Err((e, none())),
-        }
+    if let Err(e) = pipeline.take_over(tx, kept).await {
+        return Err((e, none()));
     }
     // Validated up front (by each request), so the duplicate check reads the key index for
     // the group.
@@ -537,15 +578,8 @@ async fn create_group(
         }
         outcomes.push(outcome);
     }
-    if let Err(e) = pipeline.flush(tx, first.company_id).await {
-        return Err((e, outcomes.into_iter().map(Some).collect()));
-    }
-    let index = pipeline.dedupe.kept_index();
-    if let Err(e) = pipeline.finish(tx).await {
-        return Err((e, outcomes.into_iter().map(Some).collect()));
-    }
-    match audit::head_seq(tx, first.company_id).await {
-        Ok(seq) => Ok((outcomes, seq.zip(index))),
+    match pipeline.finish_handing_over(tx).await {
+        Ok(handed) => Ok((outcomes, handed)),
         Err(e) => Err((e, outcomes.into_iter().map(Some).collect())),
     }
 }
