@@ -700,8 +700,10 @@ async fn read_filter(conn: &mut Conn<'_>, company_id: Uuid, kind: Kind, objects:
     if count > limit {
         return Ok(None);
     }
-    // Room to grow: an import into a small company multiplies its keys.
-    let mut filter = KeyFilter::with_capacity((count * 8).max(2_000_000).min(limit.max(1)));
+    // Room to grow: an import into a small company multiplies its keys, and reading them
+    // again when the filter is full costs seconds at millions of keys (10 MB of bits
+    // cover about a million leads).
+    let mut filter = KeyFilter::with_capacity((count * 8).max(8_000_000).min(limit.max(1)));
     if count > 0 {
         let q = Q::new(format!("SELECT key FROM dedupe_keys WHERE company_id = $1 AND kind = $2 AND {only}"))
             .bind(Value::Uuid(company_id))
