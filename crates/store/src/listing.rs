@@ -309,7 +309,41 @@ fn like(backend: Backend) -> &'static str {
 }
 
 /// The WHERE part (after company scoping) for filters and search. Appends to `q`.
-pub fn push_where(q: &mut Q, backend: Backend, r: &Resolver, lq: &ListQuery) -> Result<(), Vec<FieldError>> {
+/// How SQLite reads a search (see `search_plan`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchPlan {
+    /// Read every match of the search index, then sort them: cheap when there are few.
+    #[default]
+    Matches,
+    /// Read the list in its order from the list's own index and keep the rows that match:
+    /// a common word fills a page after a few rows, where reading and sorting every match
+    /// (a last name shared by ten thousand leads) cost tens of milliseconds and more.
+    InOrder,
+}
+
+/// Matches of a search at or below which reading them all is cheaper than walking the list.
+pub const FEW_MATCHES: i64 = 2000;
+
+/// The search index's query for the words of a search (`None` when the text has no words).
+pub fn search_expr(backend: Backend, text: &str) -> Option<String> {
+    let words = search_words(text);
+    if words.is_empty() {
+        return None;
+    }
+    Some(match backend {
+        Backend::Sqlite => words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" "),
+        Backend::Postgres => words.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" & "),
+    })
+}
+
+/// The query that counts a search's matches on SQLite, up to one past `FEW_MATCHES` (the
+/// index spans every company, so this bounds the work, not the company's matches).
+pub fn count_matches_query(table: &str, expr: &str) -> Q {
+    Q::new(format!("SELECT COUNT(*) FROM (SELECT 1 FROM {table}_fts WHERE {table}_fts MATCH $1 LIMIT {})", FEW_MATCHES + 1))
+        .bind(Value::Text(expr.to_string()))
+}
+
+pub fn push_where(q: &mut Q, backend: Backend, r: &Resolver, lq: &ListQuery, plan: SearchPlan) -> Result<(), Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut mentions_deleted = false;
     let total: usize = lq.groups.iter().map(Vec::len).sum();
@@ -352,21 +386,20 @@ pub fn push_where(q: &mut Q, backend: Backend, r: &Resolver, lq: &ListQuery) -> 
         }
         // Word-prefix search through the search index (FTS5 / GIN): every word of the query
         // must start a word of the record ("ram sha" finds "Ramesh Sharma").
-        let words = search_words(text);
-        if words.is_empty() {
+        let Some(expr) = search_expr(backend, text) else {
             q.push(" AND 1 = 0");
             return Ok(());
-        }
+        };
         let t = &r.object.name;
+        let p = q.param(Value::Text(expr));
         match backend {
             Backend::Sqlite => {
-                let expr = words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" ");
-                let p = q.param(Value::Text(expr));
-                q.push(&format!(" AND rowid IN (SELECT rowid FROM {t}_fts WHERE {t}_fts MATCH {p})"));
+                // `+rowid` keeps the planner from reading the rows by the matches' row ids,
+                // so it walks the index that gives the list's order instead.
+                let rowid = if plan == SearchPlan::InOrder { "+rowid" } else { "rowid" };
+                q.push(&format!(" AND {rowid} IN (SELECT rowid FROM {t}_fts WHERE {t}_fts MATCH {p})"));
             }
             Backend::Postgres => {
-                let expr = words.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" & ");
-                let p = q.param(Value::Text(expr));
                 q.push(&format!(" AND {} @@ to_tsquery('simple'::regconfig, {p})", crate::schema::SEARCH_DOC_PG));
             }
         }

@@ -108,6 +108,18 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0016_drop_prefix_indexes.sql"),
         postgres: include_str!("../migrations/postgres/0016_drop_prefix_indexes.sql"),
     },
+    Migration {
+        version: 17,
+        name: "list_indexes_id",
+        sqlite: include_str!("../migrations/sqlite/0017_list_indexes_id.sql"),
+        postgres: include_str!("../migrations/postgres/0017_list_indexes_id.sql"),
+    },
+    Migration {
+        version: 18,
+        name: "search_prefixes",
+        sqlite: include_str!("../migrations/sqlite/0018_search_prefixes.sql"),
+        postgres: include_str!("../migrations/postgres/0018_search_prefixes.sql"),
+    },
 ];
 
 /// Applies every migration not yet recorded. Each runs in its own transaction together with

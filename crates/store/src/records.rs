@@ -278,7 +278,8 @@ impl Records<'_> {
         let mut q = Q::new(format!("SELECT {cols} FROM {} WHERE company_id = ", self.table()));
         let p = q.param(Value::Uuid(self.tenant.company_id));
         q.push(&p);
-        listing::push_where(&mut q, backend, &resolver, lq).map_err(StoreError::Invalid)?;
+        let plan = self.search_plan(lq, &keys).await?;
+        listing::push_where(&mut q, backend, &resolver, lq, plan).map_err(StoreError::Invalid)?;
         self.access().push_filter(&mut q, self.object, action, None)?;
         if let Some(c) = &lq.cursor {
             let values = listing::decode_cursor(c, &keys).map_err(|e| StoreError::Invalid(vec![e]))?;
@@ -295,6 +296,22 @@ impl Records<'_> {
             None
         };
         Ok((records, next, custom))
+    }
+
+    /// How SQLite should read a search: when the list is sorted by an indexed column and the
+    /// words match more than `FEW_MATCHES` records, in the list's order (see `SearchPlan`).
+    /// Counting stops at that bound, so the count costs a few milliseconds at most.
+    async fn search_plan(&self, lq: &ListQuery, keys: &[(listing::Target, bool)]) -> Result<listing::SearchPlan> {
+        let text = lq.q.as_deref().map(str::trim).unwrap_or("");
+        let indexed_order =
+            matches!(keys.first(), Some((listing::Target::Column { name, .. }, _)) if matches!(name.as_str(), "created_at" | "updated_at"));
+        if self.db.backend() != Backend::Sqlite || text.is_empty() || text.chars().count() > 200 || !indexed_order {
+            return Ok(listing::SearchPlan::Matches);
+        }
+        let Some(expr) = listing::search_expr(Backend::Sqlite, text) else { return Ok(listing::SearchPlan::Matches) };
+        let q = listing::count_matches_query(&self.object.name, &expr);
+        let matches = self.db.fetch_one(&q, &[SqlType::Int]).await?.and_then(|r| r.int(0)).unwrap_or(0);
+        Ok(if matches > listing::FEW_MATCHES { listing::SearchPlan::InOrder } else { listing::SearchPlan::Matches })
     }
 
     /// Hidden fields may not be filtered, sorted, projected or searched on: the answer would
