@@ -73,9 +73,9 @@ impl FromRequestParts<AppState> for AuthUser {
         let Some(token) = bearer(&parts.headers) else {
             return Err(ApiError::Unauthorized("send an access token or API token as `Authorization: Bearer <token>`".into()));
         };
-        let user = if token.starts_with("cvd_") {
+        let (user, active) = if token.starts_with("cvd_") {
             match corvid_store::auth::api_token_user(&state.db, token).await? {
-                Some(user_id) => AuthUser { user_id, session: None, meta },
+                Some(t) => (AuthUser { user_id: t.user_id, session: None, meta }, t.active),
                 None => return Err(ApiError::Unauthorized("the API token is invalid, expired or revoked".into())),
             }
         } else {
@@ -83,12 +83,11 @@ impl FromRequestParts<AppState> for AuthUser {
                 .keys
                 .verify(token, chrono::Utc::now().timestamp())
                 .map_err(|e| ApiError::Unauthorized(format!("the access token is not valid ({e:?}); sign in or refresh it")))?;
-            if !corvid_store::auth::family_active(&state.db, claims.sid).await? {
+            let Some(t) = corvid_store::auth::session_user(&state.db, claims.sid, claims.sub).await? else {
                 return Err(ApiError::Unauthorized("this session has ended; sign in again".into()));
-            }
-            AuthUser { user_id: claims.sub, session: Some(claims.sid), meta }
+            };
+            (AuthUser { user_id: claims.sub, session: Some(claims.sid), meta }, t.active)
         };
-        let active = corvid_store::auth::user_by_id(&state.db, user.user_id).await?.is_some_and(|u| u.is_active);
         if !active {
             return Err(ApiError::Unauthorized("this user is deactivated".into()));
         }

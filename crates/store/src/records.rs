@@ -340,8 +340,19 @@ impl Records<'_> {
     /// Creates a record. With an idempotency key, a repeat returns the first record
     /// (`true` in the second place) instead of creating another.
     pub async fn create(&self, input: &Map<String, serde_json::Value>, idem: Option<Idempotency<'_>>) -> Result<(Record, bool)> {
-        self.ensure_writer()?;
         let custom = self.custom_fields().await?;
+        self.create_with(custom, input, idem).await
+    }
+
+    /// `create` with the object's custom fields as the caller already read them (`custom_fields`),
+    /// for callers that need them again to render the record.
+    pub async fn create_with(
+        &self,
+        custom: Vec<Field>,
+        input: &Map<String, serde_json::Value>,
+        idem: Option<Idempotency<'_>>,
+    ) -> Result<(Record, bool)> {
+        self.ensure_writer()?;
         let out = match idem {
             // Written in one transaction with concurrent creates of the company (same rules,
             // own audit context; see `pipeline::grouped_create`).

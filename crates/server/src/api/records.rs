@@ -102,8 +102,8 @@ pub async fn create(
     let hash = hex::encode(Sha256::digest(&bytes));
     let idem = key.as_deref().map(|k| Idempotency { key: k, request_hash: &hash });
     let records = t.records(&st.db, object);
-    let (rec, replayed) = records.create(&body, idem).await?;
     let custom = records.custom_fields().await?;
+    let (rec, replayed) = records.create_with(custom.clone(), &body, idem).await?;
     let mut resp = (StatusCode::CREATED, Json(render(object, &custom, &rec, None))).into_response();
     if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/companies/{}/{}/{}", t.company_id, object.name, rec.id)) {
         resp.headers_mut().insert(header::LOCATION, loc);
