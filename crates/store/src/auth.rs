@@ -196,6 +196,7 @@ pub async fn revoke_family(db: &Db, family: Uuid) -> Result<()> {
 }
 
 /// A session (refresh family) stays valid for access tokens until it is revoked.
+///
 /// The user of a live session (a refresh-token family not revoked) of `user_id`, with whether
 /// the user is active; `None` when the session has ended.
 pub async fn session_user(db: &Db, family: Uuid, user_id: Uuid) -> Result<Option<TokenUser>> {

@@ -308,8 +308,7 @@ fn like(backend: Backend) -> &'static str {
     }
 }
 
-/// The WHERE part (after company scoping) for filters and search. Appends to `q`.
-/// How SQLite reads a search (see `search_plan`).
+/// How SQLite reads a search (see `Records::search_plan`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SearchPlan {
     /// Read every match of the search index, then sort them: cheap when there are few.
@@ -331,13 +330,16 @@ pub const FEW_MATCHES: i64 = 2000;
 /// The search index's query for the words of a search (`None` when the text has no words).
 pub fn search_expr(backend: Backend, text: &str) -> Option<String> {
     let words = search_words(text);
-    if words.is_empty() {
-        return None;
+    (!words.is_empty()).then(|| words_expr(backend, &words))
+}
+
+/// Every word as a prefix, all required, in the search index's syntax.
+fn words_expr<W: AsRef<str>>(backend: Backend, words: &[W]) -> String {
+    let words = words.iter().map(AsRef::as_ref);
+    match backend {
+        Backend::Sqlite => words.map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" "),
+        Backend::Postgres => words.map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" & "),
     }
-    Some(match backend {
-        Backend::Sqlite => words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" "),
-        Backend::Postgres => words.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" & "),
-    })
 }
 
 /// The query that counts a search's matches on SQLite, up to one past `FEW_MATCHES` (the
@@ -347,6 +349,7 @@ pub fn count_matches_query(table: &str, expr: &str) -> Q {
         .bind(Value::Text(expr.to_string()))
 }
 
+/// The WHERE part (after company scoping) for filters and search. Appends to `q`.
 pub fn push_where(q: &mut Q, backend: Backend, r: &Resolver, lq: &ListQuery, plan: SearchPlan) -> Result<(), Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut mentions_deleted = false;
@@ -390,12 +393,13 @@ pub fn push_where(q: &mut Q, backend: Backend, r: &Resolver, lq: &ListQuery, pla
         }
         // Word-prefix search through the search index (FTS5 / GIN): every word of the query
         // must start a word of the record ("ram sha" finds "Ramesh Sharma").
-        let Some(expr) = search_expr(backend, text) else {
+        let words = search_words(text);
+        if words.is_empty() {
             q.push(" AND 1 = 0");
             return Ok(());
-        };
+        }
         let t = &r.object.name;
-        let p = q.param(Value::Text(expr));
+        let p = q.param(Value::Text(words_expr(backend, &words)));
         match backend {
             Backend::Sqlite => {
                 // `+rowid` keeps the planner from reading the rows by the matches' row ids,
@@ -410,13 +414,11 @@ pub fn push_where(q: &mut Q, backend: Backend, r: &Resolver, lq: &ListQuery, pla
                 // million leads. The index finds the records by the longer words, and the
                 // whole query is checked on those rows only (`ts_match_vq` is `@@` without
                 // the index).
-                let words = search_words(text);
                 let long: Vec<&String> = words.iter().filter(|w| w.chars().count() > SHORT_WORD).collect();
                 if long.is_empty() || long.len() == words.len() {
                     q.push(&format!(" AND {doc} @@ to_tsquery('simple'::regconfig, {p})"));
                 } else {
-                    let indexed = long.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" & ");
-                    let pl = q.param(Value::Text(indexed));
+                    let pl = q.param(Value::Text(words_expr(backend, &long)));
                     q.push(&format!(
                         " AND {doc} @@ to_tsquery('simple'::regconfig, {pl}) AND ts_match_vq({doc}, to_tsquery('simple'::regconfig, {p}))"
                     ));

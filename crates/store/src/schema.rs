@@ -177,12 +177,9 @@ pub fn search_prefix_ddl_sqlite(object: &ObjectDef) -> String {
     let t = &object.name;
     let all = search_columns(object).iter().map(|c| format!("coalesce({c}, '')")).collect::<Vec<_>>().join(" || ' ' || ");
     format!(
-        "DROP TABLE {t}_fts;
-\
-         CREATE VIRTUAL TABLE {t}_fts USING fts5(body, content='', tokenize='unicode61 remove_diacritics 2', prefix='1 2 3');
-\
-         INSERT INTO {t}_fts (rowid, body) SELECT rowid, {all} FROM {t};
-"
+        "DROP TABLE {t}_fts;\n\
+         CREATE VIRTUAL TABLE {t}_fts USING fts5(body, content='', tokenize='unicode61 remove_diacritics 2', prefix='1 2 3');\n\
+         INSERT INTO {t}_fts (rowid, body) SELECT rowid, {all} FROM {t};\n"
     )
 }
 
