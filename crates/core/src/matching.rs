@@ -1132,6 +1132,24 @@ pub fn prepared_score(a: &PreparedPerson, b: &PreparedPerson) -> u8 {
 }
 
 fn person_score(a: &PreparedPerson, b: &PreparedPerson, mut reasons: Option<&mut Vec<String>>) -> u8 {
+    let (names, name_conflict, generation_conflict) = name_points(a, b, reasons.as_deref_mut());
+    let score = names + contact_and_company_points(a, b, reasons);
+    let mut score = score.clamp(0, 100);
+    if name_conflict {
+        score = score.min(60);
+    }
+    if generation_conflict {
+        score = score.min(40);
+    }
+    score as u8
+}
+
+/// The most `name_points` gives (the same name).
+const MAX_NAME_POINTS: i32 = 45;
+
+/// The names' part of `person_score`: points, and whether the names or the generations
+/// conflict (which cap the score).
+fn name_points(a: &PreparedPerson, b: &PreparedPerson, mut reasons: Option<&mut Vec<String>>) -> (i32, bool, bool) {
     macro_rules! say {
         ($($arg:tt)*) => {
             if let Some(r) = reasons.as_deref_mut() {
@@ -1140,7 +1158,6 @@ fn person_score(a: &PreparedPerson, b: &PreparedPerson, mut reasons: Option<&mut
         };
     }
     let mut score: i32 = 0;
-
     let names = compare_names(&a.names, &b.names, reasons.is_some());
     let mut name_conflict = false;
     let mut generation_conflict = false;
@@ -1175,7 +1192,19 @@ fn person_score(a: &PreparedPerson, b: &PreparedPerson, mut reasons: Option<&mut
             say!("different generation (Jr. / Sr.)");
         }
     }
+    (score, name_conflict, generation_conflict)
+}
 
+/// The emails', phones' and companies' part of `person_score`.
+fn contact_and_company_points(a: &PreparedPerson, b: &PreparedPerson, mut reasons: Option<&mut Vec<String>>) -> i32 {
+    macro_rules! say {
+        ($($arg:tt)*) => {
+            if let Some(r) = reasons.as_deref_mut() {
+                r.push(format!($($arg)*));
+            }
+        };
+    }
+    let mut score: i32 = 0;
     let mut same_contact = false;
     let (ea, eb) = (present(&a.person.email).unwrap_or_default(), present(&b.person.email).unwrap_or_default());
     if let (Some(pa), Some(pb)) = (&a.email, &b.email) {
@@ -1259,15 +1288,15 @@ fn person_score(a: &PreparedPerson, b: &PreparedPerson, mut reasons: Option<&mut
         score -= 10;
         say!("different companies");
     }
+    score
+}
 
-    let mut score = score.clamp(0, 100);
-    if name_conflict {
-        score = score.min(60);
-    }
-    if generation_conflict {
-        score = score.min(40);
-    }
-    score as u8
+/// Whether the pair can score `THRESHOLD` at all: its emails, phones and companies with the
+/// most the names could add. The names are the costly part of a comparison, and most
+/// candidates a blocking key brings share a name and little else (other emails, phones and
+/// companies), so this answers no for them without comparing names.
+pub fn may_reach_threshold(a: &PreparedPerson, b: &PreparedPerson) -> bool {
+    contact_and_company_points(a, b, None) + MAX_NAME_POINTS >= i32::from(THRESHOLD)
 }
 
 // ---------------------------------------------------------------------------------------------

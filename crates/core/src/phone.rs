@@ -96,13 +96,22 @@ pub fn calling_code_of_region(region: &str) -> Option<u16> {
     DATABASE.by_id(region.trim().to_ascii_uppercase().as_str()).map(|m| m.country_code())
 }
 
-fn describe(n: &PhoneNumber) -> PhoneInfo {
-    PhoneInfo {
+/// The number's description if it is valid. The crate's `is_valid`, `country().id()` and
+/// `number_type` each look the number's plan up again, and validity is the type being known:
+/// one lookup and one type check answer all three (the type check runs the plan's regular
+/// expressions, the costliest part of a lead write).
+fn describe_valid(n: &PhoneNumber) -> Option<PhoneInfo> {
+    let meta = n.metadata(&DATABASE)?;
+    let kind = n.number_type(&DATABASE);
+    if kind == Type::Unknown {
+        return None;
+    }
+    Some(PhoneInfo {
         e164: n.format().mode(Mode::E164).to_string(),
         calling_code: n.code().value(),
-        region: n.country().id().map(|id| id.as_ref().to_string()),
-        kind: LineKind::of(n.number_type(&DATABASE)),
-    }
+        region: meta.id().parse::<country::Id>().ok().map(|id| id.as_ref().to_string()),
+        kind: LineKind::of(kind),
+    })
 }
 
 /// Numbers described lately, by E.164. A write parses a number (validation) and then
@@ -152,8 +161,7 @@ pub fn parse(raw: &str, calling_code: &str) -> Result<PhoneInfo, String> {
     let mut seen_code = None;
     for c in &candidates {
         if let Some(n) = parse_guarded(region, c) {
-            if n.is_valid() {
-                let info = describe(&n);
+            if let Some(info) = describe_valid(&n) {
                 remember(&info);
                 return Ok(info);
             }
@@ -175,7 +183,7 @@ pub fn info(e164: &str) -> Option<PhoneInfo> {
     if let Some(hit) = RECENT.lock().ok().and_then(|recent| recent.get(s).cloned()) {
         return Some(hit);
     }
-    let info = parse_guarded(None, s).filter(PhoneNumber::is_valid).map(|n| describe(&n));
+    let info = parse_guarded(None, s).as_ref().and_then(describe_valid);
     if let Some(i) = &info {
         remember(i);
     }
@@ -185,6 +193,38 @@ pub fn info(e164: &str) -> Option<PhoneInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `describe_valid` answers as the crate's own three calls would, for valid and invalid
+    /// numbers of single- and shared-code plans (+1 is shared by the US, Canada and others).
+    #[test]
+    fn one_lookup_describes_as_the_crate_does() {
+        for raw in [
+            "+919876543210",
+            "+911123456789",
+            "+9118001234567",
+            "+14155552671",
+            "+16135550123",
+            "+18765550123",
+            "+442079460958",
+            "+447911123456",
+            "+4930123456",
+            "+61412345678",
+            "+971501234567",
+            "+911234",
+            "+10000000000",
+            "+80012345678",
+            "+8613800138000",
+        ] {
+            let Some(n) = parse_guarded(None, raw) else { continue };
+            let by_crate = n.is_valid().then(|| PhoneInfo {
+                e164: n.format().mode(Mode::E164).to_string(),
+                calling_code: n.code().value(),
+                region: n.country().id().map(|id| id.as_ref().to_string()),
+                kind: LineKind::of(n.number_type(&DATABASE)),
+            });
+            assert_eq!(describe_valid(&n), by_crate, "{raw}");
+        }
+    }
 
     #[test]
     fn national_numbers_take_the_default_country() {
@@ -210,7 +250,7 @@ mod tests {
             ("+61 412 345 678", "91"),
         ] {
             let parsed = parse(raw, code).expect(raw);
-            let fresh = parse_guarded(None, &parsed.e164).filter(PhoneNumber::is_valid).map(|n| describe(&n));
+            let fresh = parse_guarded(None, &parsed.e164).as_ref().and_then(describe_valid);
             assert_eq!(fresh.as_ref(), Some(&parsed), "{raw}");
             assert_eq!(info(&parsed.e164), Some(parsed));
         }

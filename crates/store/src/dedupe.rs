@@ -18,7 +18,8 @@ use crate::pipeline::Write;
 use crate::records::Tenant;
 use crate::{jobs, settings, Result, StoreError};
 use corvid_core::matching::{
-    compare_orgs, compare_prepared, org_keys, person_keys, prepared_score, Match, Org, Person, PreparedPerson, THRESHOLD,
+    compare_orgs, compare_prepared, may_reach_threshold, org_keys, person_keys, prepared_score, Match, Org, Person, PreparedPerson,
+    THRESHOLD,
 };
 use corvid_core::meta::ObjectDef;
 use corvid_core::record::Record;
@@ -187,7 +188,10 @@ impl Subject {
 
     fn compare(&self, other: &Subject) -> Option<Match> {
         match (self, other) {
-            // Reasons only for likely duplicates: every caller drops the others.
+            // Every caller drops pairs under THRESHOLD: those that cannot reach it are not
+            // scored further (their score reads 0), and reasons are only written for the
+            // likely duplicates.
+            (Subject::Person(a), Subject::Person(b)) if !may_reach_threshold(a, b) => Some(Match { score: 0, reasons: Vec::new() }),
             (Subject::Person(a), Subject::Person(b)) => Some(match prepared_score(a, b) {
                 score if score >= THRESHOLD => compare_prepared(a, b),
                 score => Match { score, reasons: Vec::new() },
