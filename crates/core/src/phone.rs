@@ -119,17 +119,30 @@ fn describe_valid(n: &PhoneNumber) -> Option<PhoneInfo> {
 /// make parsing the costliest step of a lead write, and its regex cache (100 entries for
 /// every country's patterns) recompiles them as soon as numbers of a few countries mix.
 /// Describing is a pure function of the number, so a hit answers exactly as parsing would.
-static RECENT: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, PhoneInfo>>> =
-    std::sync::LazyLock::new(Default::default);
+static RECENT: std::sync::LazyLock<std::sync::Mutex<Recent>> = std::sync::LazyLock::new(Default::default);
 const RECENT_MAX: usize = 4096;
+
+/// Two generations: when the newer is full it becomes the older one, so the numbers parsed
+/// just before (an import validates a batch ahead of writing it) survive the turnover that
+/// emptying one map at its bound would take them down with.
+#[derive(Default)]
+struct Recent {
+    newer: std::collections::HashMap<String, PhoneInfo>,
+    older: std::collections::HashMap<String, PhoneInfo>,
+}
 
 fn remember(info: &PhoneInfo) {
     if let Ok(mut recent) = RECENT.lock() {
-        if recent.len() >= RECENT_MAX {
-            recent.clear();
+        if recent.newer.len() >= RECENT_MAX {
+            recent.older = std::mem::take(&mut recent.newer);
         }
-        recent.insert(info.e164.clone(), info.clone());
+        recent.newer.insert(info.e164.clone(), info.clone());
     }
+}
+
+fn recalled(e164: &str) -> Option<PhoneInfo> {
+    let recent = RECENT.lock().ok()?;
+    recent.newer.get(e164).or_else(|| recent.older.get(e164)).cloned()
 }
 
 /// The parser belongs to a third-party crate; a panic inside it must not take a request down.
@@ -180,7 +193,7 @@ pub fn info(e164: &str) -> Option<PhoneInfo> {
     if !s.starts_with('+') || s.len() > MAX_INPUT {
         return None;
     }
-    if let Some(hit) = RECENT.lock().ok().and_then(|recent| recent.get(s).cloned()) {
+    if let Some(hit) = recalled(s) {
         return Some(hit);
     }
     let info = parse_guarded(None, s).as_ref().and_then(describe_valid);
@@ -193,6 +206,18 @@ pub fn info(e164: &str) -> Option<PhoneInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Numbers remembered just before the bound is reached are still recalled after it.
+    #[test]
+    fn remembered_numbers_survive_the_turnover() {
+        let fake = |i: usize| PhoneInfo { e164: format!("+0turnover{i}"), calling_code: 0, region: None, kind: LineKind::Other };
+        for i in 0..RECENT_MAX + 10 {
+            remember(&fake(i));
+        }
+        for i in [RECENT_MAX - 500, RECENT_MAX - 1, RECENT_MAX + 9] {
+            assert_eq!(recalled(&fake(i).e164), Some(fake(i)), "{i}");
+        }
+    }
 
     /// `describe_valid` answers as the crate's own three calls would, for valid and invalid
     /// numbers of single- and shared-code plans (+1 is shared by the US, Canada and others).

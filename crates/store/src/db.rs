@@ -216,7 +216,15 @@ impl Db {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
             }
-            let pool = SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(opts.clone()).await?;
+            // No ping before each use: a SQLite connection is a file handle in this process
+            // and cannot go stale like a network connection, and every ping is a round trip
+            // to the connection's thread before the statement's own.
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .min_connections(1)
+                .test_before_acquire(false)
+                .connect_with(opts.clone())
+                .await?;
             let gate = Arc::<Gate>::default();
             checkpoint_in_background(opts, &path, Arc::downgrade(&gate)).await;
             Ok(Db::Sqlite(pool, gate))
