@@ -1144,7 +1144,7 @@ fn person_score(a: &PreparedPerson, b: &PreparedPerson, mut reasons: Option<&mut
     score as u8
 }
 
-/// The most `name_points` gives (the same name).
+/// The most `name_points` gives (the same name); `may_reach_threshold` counts on it being the most.
 const MAX_NAME_POINTS: i32 = 45;
 
 /// The names' part of `person_score`: points, and whether the names or the generations
@@ -1165,7 +1165,7 @@ fn name_points(a: &PreparedPerson, b: &PreparedPerson, mut reasons: Option<&mut 
         let (sa, sb) = if reasons.is_some() { (a.shown(), b.shown()) } else { (String::new(), String::new()) };
         let detail = if n.notes.is_empty() { String::new() } else { format!(": {}", n.notes.join(", ")) };
         if n.sim >= 0.95 {
-            score += 45;
+            score += MAX_NAME_POINTS;
             if n.notes.is_empty() {
                 say!("same name ({sa})");
             } else {
