@@ -1132,9 +1132,13 @@ pub fn prepared_score(a: &PreparedPerson, b: &PreparedPerson) -> u8 {
 }
 
 fn person_score(a: &PreparedPerson, b: &PreparedPerson, mut reasons: Option<&mut Vec<String>>) -> u8 {
-    let (names, name_conflict, generation_conflict) = name_points(a, b, reasons.as_deref_mut());
-    let score = names + contact_and_company_points(a, b, reasons);
-    let mut score = score.clamp(0, 100);
+    let names = name_points(a, b, reasons.as_deref_mut());
+    capped(names, contact_and_company_points(a, b, reasons))
+}
+
+/// The score from its two parts: within 0 to 100, and capped when names or generations conflict.
+fn capped((names, name_conflict, generation_conflict): (i32, bool, bool), rest: i32) -> u8 {
+    let mut score = (names + rest).clamp(0, 100);
     if name_conflict {
         score = score.min(60);
     }
@@ -1144,7 +1148,7 @@ fn person_score(a: &PreparedPerson, b: &PreparedPerson, mut reasons: Option<&mut
     score as u8
 }
 
-/// The most `name_points` gives (the same name); `may_reach_threshold` counts on it being the most.
+/// The most `name_points` gives (the same name); `score_within_reach` counts on it being the most.
 const MAX_NAME_POINTS: i32 = 45;
 
 /// The names' part of `person_score`: points, and whether the names or the generations
@@ -1291,12 +1295,14 @@ fn contact_and_company_points(a: &PreparedPerson, b: &PreparedPerson, mut reason
     score
 }
 
-/// Whether the pair can score `THRESHOLD` at all: its emails, phones and companies with the
-/// most the names could add. The names are the costly part of a comparison, and most
-/// candidates a blocking key brings share a name and little else (other emails, phones and
-/// companies), so this answers no for them without comparing names.
-pub fn may_reach_threshold(a: &PreparedPerson, b: &PreparedPerson) -> bool {
-    contact_and_company_points(a, b, None) + MAX_NAME_POINTS >= i32::from(THRESHOLD)
+/// The score of `prepared_score`, or `None` when the pair cannot reach `THRESHOLD` whatever
+/// its names are: its emails, phones and companies with the most the names could add. The
+/// names are the costly part of a comparison, and most candidates a blocking key brings share
+/// a name and little else (other emails, phones and companies), so those are answered without
+/// comparing names.
+pub fn score_within_reach(a: &PreparedPerson, b: &PreparedPerson) -> Option<u8> {
+    let rest = contact_and_company_points(a, b, None);
+    (rest + MAX_NAME_POINTS >= i32::from(THRESHOLD)).then(|| capped(name_points(a, b, None), rest))
 }
 
 // ---------------------------------------------------------------------------------------------

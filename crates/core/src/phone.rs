@@ -96,10 +96,10 @@ pub fn calling_code_of_region(region: &str) -> Option<u16> {
     DATABASE.by_id(region.trim().to_ascii_uppercase().as_str()).map(|m| m.country_code())
 }
 
-/// The number's description if it is valid. The crate's `is_valid`, `country().id()` and
-/// `number_type` each look the number's plan up again, and validity is the type being known:
-/// one lookup and one type check answer all three (the type check runs the plan's regular
-/// expressions, the costliest part of a lead write).
+/// The number's description if it is valid. Validity is the line type being known, so one
+/// type check answers both: the crate's `is_valid` and `number_type` each run the plan's
+/// regular expressions (the costliest part of a lead write), and with `country().id()` they
+/// looked the number's plan up three times (here twice: `number_type` looks it up itself).
 fn describe_valid(n: &PhoneNumber) -> Option<PhoneInfo> {
     let meta = n.metadata(&DATABASE)?;
     let kind = n.number_type(&DATABASE);
@@ -222,7 +222,7 @@ mod tests {
     /// `describe_valid` answers as the crate's own three calls would, for valid and invalid
     /// numbers of single- and shared-code plans (+1 is shared by the US, Canada and others).
     #[test]
-    fn one_lookup_describes_as_the_crate_does() {
+    fn one_type_check_describes_as_the_crate_does() {
         for raw in [
             "+919876543210",
             "+911123456789",

@@ -13,7 +13,7 @@
 //! Organisation line: `D|name;website;gstin|name;website;gstin`
 
 use corvid_core::matching::{
-    compare_orgs, compare_people, may_reach_threshold, org_keys, person_keys, prepared_score, Org, Person, PreparedPerson, THRESHOLD,
+    compare_orgs, compare_people, org_keys, person_keys, prepared_score, score_within_reach, Org, Person, PreparedPerson, THRESHOLD,
 };
 use corvid_core::validate::{parse_email, parse_phone};
 
@@ -487,8 +487,8 @@ fn precision_recall_f1_on_the_labelled_set() {
         assert_eq!(m.score, prepared_score(&qa, &qb), "{a} | {b}");
         // The bound that spares comparing names never turns a likely duplicate away.
         if predicted {
-            assert!(may_reach_threshold(&qa, &qb) && may_reach_threshold(&qb, &qa), "bound too low: {a} | {b}");
-        } else if !may_reach_threshold(&qa, &qb) {
+            assert!(score_within_reach(&qa, &qb).is_some() && score_within_reach(&qb, &qa).is_some(), "bound too low: {a} | {b}");
+        } else if score_within_reach(&qa, &qb).is_none() {
             bounded += 1;
         }
     }

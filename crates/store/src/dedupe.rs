@@ -18,8 +18,7 @@ use crate::pipeline::Write;
 use crate::records::Tenant;
 use crate::{jobs, settings, Result, StoreError};
 use corvid_core::matching::{
-    compare_orgs, compare_prepared, may_reach_threshold, org_keys, person_keys, prepared_score, Match, Org, Person, PreparedPerson,
-    THRESHOLD,
+    compare_orgs, compare_prepared, org_keys, person_keys, score_within_reach, Match, Org, Person, PreparedPerson, THRESHOLD,
 };
 use corvid_core::meta::ObjectDef;
 use corvid_core::record::Record;
@@ -191,10 +190,9 @@ impl Subject {
             // Every caller drops pairs under THRESHOLD: those that cannot reach it are not
             // scored further (their score reads 0), and reasons are only written for the
             // likely duplicates.
-            (Subject::Person(a), Subject::Person(b)) if !may_reach_threshold(a, b) => Some(Match { score: 0, reasons: Vec::new() }),
-            (Subject::Person(a), Subject::Person(b)) => Some(match prepared_score(a, b) {
-                score if score >= THRESHOLD => compare_prepared(a, b),
-                score => Match { score, reasons: Vec::new() },
+            (Subject::Person(a), Subject::Person(b)) => Some(match score_within_reach(a, b) {
+                Some(score) if score >= THRESHOLD => compare_prepared(a, b),
+                score => Match { score: score.unwrap_or(0), reasons: Vec::new() },
             }),
             (Subject::Org(a), Subject::Org(b)) => Some(compare_orgs(a, b)),
             _ => None,
