@@ -37,6 +37,8 @@ use tracing_subscriber::registry::LookupSpan;
 const QUEUE: usize = 10_000;
 /// Events written per transaction.
 const BATCH: usize = 500;
+/// How long the writer gathers events before it writes them.
+const LINGER: Duration = Duration::from_millis(200);
 const MAX_MESSAGE: usize = 2000;
 const MAX_FIELD: usize = 1000;
 const MAX_FIELDS: usize = 40;
@@ -116,10 +118,14 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<NewEntry>, dropped: Arc<AtomicU64
     let mut last_prune: Option<tokio::time::Instant> = None;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
+        // Events arrive a few at a time (one per request): gathering them for a moment makes
+        // a busy server's log a few write transactions a second, instead of one after every
+        // write of records that the records' next write then waits behind.
+        let until = tokio::time::Instant::now() + LINGER;
         while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(e) => batch.push(e),
-                Err(_) => break,
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(e)) => batch.push(e),
+                Ok(None) | Err(_) => break,
             }
         }
         let lost = dropped.swap(0, Ordering::Relaxed);

@@ -259,16 +259,18 @@ async fn bursts_from_one_source_or_domain() {
             create(&app, &s, json!({"last_name": "Other", "phone": "9876512346", "source": "website", "campaign": "holi"})).await;
         assert_eq!(other_campaign["spam_reasons"], json!([]));
 
+        // Leads outside the window do not count: age the burst leads and try again. The
+        // ageing happens behind the server's back; the audited edit below is what tells the
+        // next create to read the recent leads again instead of counting from memory.
+        let q = Q::new("UPDATE leads SET created_at = $1 WHERE company_id = $2")
+            .bind(V::Timestamp(chrono::Utc::now() - chrono::Duration::minutes(30)))
+            .bind(V::Uuid(uuid::Uuid::parse_str(&s.company_id).expect("uuid")));
+        app.db.execute(&q).await.expect("age leads");
         // The burst is part of the lead's history: an edit keeps it.
         let id = next["id"].as_str().expect("id");
         let r = app.patch(&s, &s.path(&format!("leads/{id}")), json!({"first_name": "Meera", "version": 1})).await;
         assert_eq!(r.status, StatusCode::OK, "{r:?}");
         assert_eq!(codes(&r.body["spam_reasons"], "signal"), vec!["burst_source"]);
-        // Leads outside the window do not count: age the burst leads and try again.
-        let q = Q::new("UPDATE leads SET created_at = $1 WHERE company_id = $2")
-            .bind(V::Timestamp(chrono::Utc::now() - chrono::Duration::minutes(30)))
-            .bind(V::Uuid(uuid::Uuid::parse_str(&s.company_id).expect("uuid")));
-        app.db.execute(&q).await.expect("age leads");
         let later =
             create(&app, &s, json!({"last_name": "Later", "phone": "9876512347", "source": "website", "campaign": "diwali-sale"})).await;
         assert_eq!(later["spam_reasons"], json!([]));

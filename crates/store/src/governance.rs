@@ -58,7 +58,7 @@ type Arrival = (DateTime<Utc>, Option<String>, Option<String>, Option<String>);
 /// The most recent live leads (at most `BURST_SCAN`), newest first: created at, source,
 /// campaign, email. `None` until first needed.
 #[derive(Debug, Default)]
-struct Recent {
+pub struct Recent {
     since: Option<DateTime<Utc>>,
     rows: Vec<Arrival>,
 }
@@ -108,6 +108,19 @@ impl Step {
     /// Batch mode: burst counts read the recent leads once and count the batch's own.
     pub fn for_batch(&mut self) {
         self.recent = Some(Recent::default());
+    }
+
+    /// What this batch knows of the recent leads (what it read and what it wrote), for the
+    /// next batch or group of the same company (`Pipeline::take_over`).
+    pub fn kept_recent(&mut self) -> Option<Recent> {
+        self.recent.take().filter(|r| r.since.is_some())
+    }
+
+    /// Starts from the recent leads an earlier batch knew, instead of reading them again.
+    pub fn keep_recent(&mut self, kept: Recent) {
+        if self.recent.is_some() {
+            self.recent = Some(kept);
+        }
     }
 
     /// Batch mode: a lead written by this batch is among the recent ones for later rows.
@@ -245,7 +258,10 @@ impl Step {
         campaign: Option<String>,
     ) -> Result<Burst> {
         let Some(recent) = self.recent.as_mut() else { return Ok(Burst::default()) };
-        if recent.since.is_none() {
+        // Rows kept from an earlier batch answer for any window inside the one they were read
+        // for (the newest first, so the window's newest are a prefix); a wider window (the
+        // policy changed) reads again.
+        if recent.since.is_none_or(|read_since| since < read_since) {
             let q = Q::new(format!(
                 "SELECT created_at, source, campaign, email FROM leads WHERE company_id = $1 AND created_at >= $2 AND deleted_at IS NULL \
                  ORDER BY created_at DESC LIMIT {BURST_SCAN}"

@@ -79,11 +79,13 @@ struct PendingRow {
     values: Vec<Value>,
 }
 
-/// What one batch of an import or group of creates read of the duplicate-key index, with
-/// the audit sequence number after it: see `Pipeline::take_over`.
+/// What one batch of an import or group of creates read of the duplicate-key index and of
+/// the recent leads (burst counts), with the audit sequence number after it: see
+/// `Pipeline::take_over`.
 pub struct HandOver {
     seq: i64,
-    index: dedupe::KeptIndex,
+    index: Option<dedupe::KeptIndex>,
+    recent: Option<governance::Recent>,
 }
 
 /// Parameters per multi-row INSERT: under SQLite's limit of 32,766 and PostgreSQL's 65,535.
@@ -262,15 +264,21 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Starts the duplicate check from what an earlier batch or group read of the key index
-    /// (`finish_handing_over`), if no record of the company changed since that one committed.
+    /// Starts the duplicate check and the burst counts from what an earlier batch or group
+    /// read of the key index and of the recent leads (`finish_handing_over`), if no record of
+    /// the company changed since that one committed.
     /// Every change of a record is audited, so an unchanged audit sequence number means no
     /// other writer changed anything in between; otherwise the index is read again.
     pub async fn take_over(&mut self, tx: &mut Tx, handed: Option<HandOver>) -> Result<()> {
         let seq = audit::head_seq(tx, self.audit_ctx.company_id).await?;
         if let Some(h) = handed {
             if seq == Some(h.seq) {
-                self.dedupe.keep_index(h.index);
+                if let Some(index) = h.index {
+                    self.dedupe.keep_index(index);
+                }
+                if let Some(recent) = h.recent {
+                    self.governance.keep_recent(recent);
+                }
             }
         }
         self.start_seq = seq;
@@ -278,13 +286,14 @@ impl Pipeline {
     }
 
     /// `finish`, and what the next batch or group may start from once this transaction has
-    /// committed (`take_over`): the key index this one read and wrote, and the audit sequence
-    /// number it leaves.
+    /// committed (`take_over`): the key index and the recent leads this one read and wrote,
+    /// and the audit sequence number it leaves.
     pub async fn finish_handing_over(mut self, tx: &mut Tx) -> Result<Option<HandOver>> {
         let company_id = self.audit_ctx.company_id;
         // Keys still pending would be dropped with the index.
         self.flush(tx, company_id).await?;
         let index = self.dedupe.kept_index();
+        let recent = self.governance.kept_recent();
         let start = self.start_seq;
         let own = self.deferred_audit.iter().map(|(_, rows)| rows.len() as i64).sum::<i64>();
         self.finish(tx).await?;
@@ -296,7 +305,10 @@ impl Pipeline {
         if start.zip(seq).is_none_or(|(start, end)| end - start != own) {
             return Ok(None);
         }
-        Ok(seq.zip(index).map(|(seq, index)| HandOver { seq, index }))
+        if index.is_none() && recent.is_none() {
+            return Ok(None);
+        }
+        Ok(seq.map(|seq| HandOver { seq, index, recent }))
     }
 
     /// Writes back state kept in memory for the batch (rows, round-robin positions, audit)
