@@ -221,23 +221,17 @@ impl Db {
             // No ping before each use: a SQLite connection is a file handle in this process
             // and cannot go stale like a network connection, and every ping is a round trip
             // to the connection's thread before the statement's own.
-            let pool = SqlitePoolOptions::new()
-                .max_connections(8)
-                .min_connections(1)
-                .test_before_acquire(false)
-                .connect_with(opts.clone())
-                .await?;
+            let pool_of = |size: u32| {
+                SqlitePoolOptions::new().max_connections(size).min_connections(1).test_before_acquire(false).connect_with(opts.clone())
+            };
+            let pool = pool_of(8).await?;
             // Write transactions take their turn at the gate, then write on a connection of
             // their own. On the shared pool a writer that had its turn still queued for a
             // connection behind every read of the moment (under concurrent API requests, 2 to
-            // 8 ms per transaction with the write lock idle), and reads evicted the pages the
-            // writes touch from its cache.
-            let write_pool = SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .test_before_acquire(false)
-                .connect_with(opts.clone())
-                .await?;
+            // 8 ms per transaction with the write lock idle). And as the connection that does
+            // nearly all the writing, its page cache usually stays valid from one write to the
+            // next: SQLite drops a connection's cache when another one has written since.
+            let write_pool = pool_of(1).await?;
             let gate = Arc::new(Gate { write_pool: Some(write_pool), ..Gate::default() });
             checkpoint_in_background(opts, &path, Arc::downgrade(&gate)).await;
             Ok(Db::Sqlite(pool, gate))
