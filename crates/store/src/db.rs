@@ -30,12 +30,11 @@ pub enum Db {
 }
 
 /// What a connected database carries besides its pool: an id unique in this process (work
-/// that is grouped per database uses it as a key) and, for SQLite, the gate its write
-/// transactions pass one at a time and the connection they write on (see `Db::begin`).
+/// that is grouped per database uses it as a key) and, for SQLite, the one connection its
+/// write transactions take in turn (see `Db::begin`).
 #[derive(Debug)]
 pub struct Gate {
     pub id: u64,
-    writer: Arc<tokio::sync::Mutex<()>>,
     /// SQLite: a pool of one connection that only write transactions use.
     write_pool: Option<SqlitePool>,
 }
@@ -43,7 +42,7 @@ pub struct Gate {
 impl Default for Gate {
     fn default() -> Self {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        Gate { id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed), writer: Arc::default(), write_pool: None }
+        Gate { id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed), write_pool: None }
     }
 }
 
@@ -221,17 +220,22 @@ impl Db {
             // No ping before each use: a SQLite connection is a file handle in this process
             // and cannot go stale like a network connection, and every ping is a round trip
             // to the connection's thread before the statement's own.
-            let pool_of = |size: u32| {
-                SqlitePoolOptions::new().max_connections(size).min_connections(1).test_before_acquire(false).connect_with(opts.clone())
+            let pool_of = |size: u32, wait: Duration| {
+                SqlitePoolOptions::new()
+                    .max_connections(size)
+                    .min_connections(1)
+                    .acquire_timeout(wait)
+                    .test_before_acquire(false)
+                    .connect_with(opts.clone())
             };
-            let pool = pool_of(8).await?;
-            // Write transactions take their turn at the gate, then write on a connection of
-            // their own. On the shared pool a writer that had its turn still queued for a
-            // connection behind every read of the moment (under concurrent API requests, 2 to
-            // 8 ms per transaction with the write lock idle). And as the connection that does
-            // nearly all the writing, its page cache usually stays valid from one write to the
-            // next: SQLite drops a connection's cache when another one has written since.
-            let write_pool = pool_of(1).await?;
+            let pool = pool_of(8, Duration::from_secs(30)).await?;
+            // Write transactions take turns on a connection of their own (see `begin`). On the
+            // shared pool a writer that had its turn still queued for a connection behind every
+            // read of the moment (under concurrent API requests, 2 to 8 ms per transaction with
+            // the write lock idle). And as the connection that does nearly all the writing, its
+            // page cache usually stays valid from one write to the next: SQLite drops a
+            // connection's cache when another one has written since.
+            let write_pool = pool_of(1, WRITE_WAIT).await?;
             let gate = Arc::new(Gate { write_pool: Some(write_pool), ..Gate::default() });
             checkpoint_in_background(opts, &path, Arc::downgrade(&gate)).await;
             Ok(Db::Sqlite(pool, gate))
@@ -265,20 +269,22 @@ impl Db {
     /// Starts a write transaction. SQLite takes the write lock up front (BEGIN IMMEDIATE):
     /// a deferred transaction that reads before writing can fail to upgrade under WAL.
     ///
-    /// SQLite has one writer at a time. The writers of this process queue for it here, in
-    /// arrival order, before they ask SQLite: SQLite's own busy handler lets waiting
+    /// SQLite has one writer at a time. The writers of this process queue for the write
+    /// connection (a fair pool of one), in arrival order, before they ask SQLite: SQLite's
+    /// own busy handler lets waiting
     /// connections sleep and poll (1, 2, 5, 10 ... ms), so under concurrent writes the lock
     /// sat idle between holders and throughput collapsed while latency grew to seconds.
     /// Writers of other processes still meet SQLite's busy timeout. Waiting here is bounded
     /// like that timeout, so a writer that waits on itself fails as it did, not forever.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match self {
-            Db::Sqlite(p, gate) => {
-                let turn = tokio::time::timeout(WRITE_WAIT, gate.writer.clone().lock_owned())
-                    .await
-                    .map_err(|_| StoreError::Config("the database stayed busy with other writes; try again".into()))?;
-                Tx::Sqlite(gate.write_pool.as_ref().unwrap_or(p).begin_with("BEGIN IMMEDIATE").await?, turn)
-            }
+            Db::Sqlite(p, gate) => match gate.write_pool.as_ref().unwrap_or(p).begin_with("BEGIN IMMEDIATE").await {
+                Ok(t) => Tx::Sqlite(t),
+                Err(sqlx::Error::PoolTimedOut) => {
+                    return Err(StoreError::Config("the database stayed busy with other writes; try again".into()))
+                }
+                Err(e) => return Err(e.into()),
+            },
             Db::Postgres(p, _) => Tx::Postgres(p.begin().await?),
         })
     }
@@ -342,8 +348,8 @@ impl Db {
 }
 
 pub enum Tx {
-    /// The transaction and this process's turn to write (released when the transaction ends).
-    Sqlite(Transaction<'static, Sqlite>, tokio::sync::OwnedMutexGuard<()>),
+    /// The transaction on the write connection (this process's turn to write, until it ends).
+    Sqlite(Transaction<'static, Sqlite>),
     Postgres(Transaction<'static, Postgres>),
 }
 
@@ -357,7 +363,7 @@ impl Tx {
 
     pub async fn fetch(&mut self, q: &Q, types: &[SqlType]) -> Result<Vec<Row>, StoreError> {
         match self {
-            Tx::Sqlite(t, _) => {
+            Tx::Sqlite(t) => {
                 let text = sqlite_text(&q.sql);
                 let rows = sqlite_query(q, &text).fetch_all(&mut **t).await?;
                 rows.iter().map(|r| decode_sqlite(r, types)).collect()
@@ -375,7 +381,7 @@ impl Tx {
 
     pub async fn execute(&mut self, q: &Q) -> Result<u64, StoreError> {
         Ok(match self {
-            Tx::Sqlite(t, _) => {
+            Tx::Sqlite(t) => {
                 let text = sqlite_text(&q.sql);
                 sqlite_query(q, &text).execute(&mut **t).await?.rows_affected()
             }
@@ -385,7 +391,7 @@ impl Tx {
 
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
-            Tx::Sqlite(t, _turn) => t.commit().await?,
+            Tx::Sqlite(t) => t.commit().await?,
             Tx::Postgres(t) => t.commit().await?,
         }
         Ok(())
