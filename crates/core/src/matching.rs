@@ -1086,11 +1086,15 @@ pub struct PreparedPerson {
     phone: Option<String>,
     company_domain: Option<String>,
     company_words: Option<OrgWords>,
+    /// `person_keys`, worked out on first use: a new lead's keys are asked for at every
+    /// step of a batch (lookup, comparison, index write), a stored candidate's seldom.
+    keys: std::sync::OnceLock<Vec<String>>,
 }
 
 impl PreparedPerson {
     pub fn new(person: Person) -> PreparedPerson {
         PreparedPerson {
+            keys: std::sync::OnceLock::new(),
             names: name_parts(present(&person.first_name), present(&person.last_name)),
             email: present(&person.email).and_then(EmailParts::new),
             phone: present(&person.phone).and_then(normalise_phone),
@@ -1098,6 +1102,11 @@ impl PreparedPerson {
             company_words: present(&person.company_name).map(|c| OrgWords::new(org_name_words(c))),
             person,
         }
+    }
+
+    /// The blocking keys of `person_keys`.
+    pub fn keys(&self) -> &[String] {
+        self.keys.get_or_init(|| person_keys(&self.person))
     }
 
     fn shown(&self) -> String {

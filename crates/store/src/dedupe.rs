@@ -17,9 +17,7 @@ use crate::db::{Backend, Db, Row, Tx, Q};
 use crate::pipeline::Write;
 use crate::records::Tenant;
 use crate::{jobs, settings, Result, StoreError};
-use corvid_core::matching::{
-    compare_orgs, compare_prepared, org_keys, person_keys, score_within_reach, Match, Org, Person, PreparedPerson, THRESHOLD,
-};
+use corvid_core::matching::{compare_orgs, compare_prepared, org_keys, score_within_reach, Match, Org, Person, PreparedPerson, THRESHOLD};
 use corvid_core::meta::ObjectDef;
 use corvid_core::record::Record;
 use corvid_core::validate::Changes;
@@ -170,7 +168,7 @@ impl Subject {
     /// Blocking keys, cut to a bounded length, without repeats.
     pub fn keys(&self) -> Vec<String> {
         let raw = match self {
-            Subject::Person(p) => person_keys(p),
+            Subject::Person(p) => p.keys().to_vec(),
             Subject::Org(o) => org_keys(o),
         };
         let mut out: Vec<String> = Vec::with_capacity(raw.len());
@@ -237,6 +235,27 @@ fn subject_from(object: &str, get: impl Fn(&str) -> Option<String>, account_name
             phone: get("phone"),
             company_name: if object == "contacts" { account_name } else { get("company_name") },
         }),
+    }
+}
+
+/// Whether `subject` is the one `subject_of` would make of `rec`, without preparing
+/// another (contacts take part of theirs from their account, so they are always made anew).
+fn made_from(subject: &Subject, object: &str, rec: &Record) -> bool {
+    let get = |f: &str| text_of(rec.get(f));
+    match subject {
+        Subject::Person(p) => {
+            let person: &Person = p;
+            object != "contacts"
+                && *person
+                    == Person {
+                        first_name: get("first_name"),
+                        last_name: get("last_name"),
+                        email: get("email"),
+                        phone: get("phone"),
+                        company_name: get("company_name"),
+                    }
+        }
+        Subject::Org(o) => object == "accounts" && *o == Org { name: get("name"), website: get("website"), gstin: get("gstin") },
     }
 }
 
@@ -635,6 +654,10 @@ struct Batch {
     filter_limit: usize,
     /// The company had more keys than that when the filter was to be read.
     filter_refused: bool,
+    /// The subject of the record `before_write` just checked, for its `after_write`: the
+    /// same values make the same subject, and preparing one (name parts, keys) is among the
+    /// dearer steps of a row.
+    checked: Option<Subject>,
 }
 
 /// The keys of a company's duplicate index, as a set that can answer "certainly not there"
@@ -1337,6 +1360,9 @@ impl Step {
             }
             return Err(StoreError::Duplicate(found));
         }
+        if let (Some(batch), None) = (self.batch.as_mut(), w.existing) {
+            batch.checked = Some(subject);
+        }
         if is_lead {
             apply_flags(changes, w.existing, &found);
         }
@@ -1354,11 +1380,15 @@ impl Step {
                 return Ok(());
             }
         }
-        let subject = subject_of(&mut Conn::Tx(tx), w.tenant.company_id, object, record).await?;
         if let (Some(batch), Some(kind), None) = (self.batch.as_mut(), self.kind, w.existing) {
+            let subject = match batch.checked.take() {
+                Some(checked) if made_from(&checked, object, record) => checked,
+                _ => subject_of(&mut Conn::Tx(tx), w.tenant.company_id, object, record).await?,
+            };
             batch.add(kind, object, record, subject);
             return Ok(());
         }
+        let subject = subject_of(&mut Conn::Tx(tx), w.tenant.company_id, object, record).await?;
         write_keys(tx, w.tenant.company_id, object, record.id, &subject.keys(), w.existing.is_some()).await?;
         // The index changed under what the batch read.
         self.invalidate();
@@ -2180,6 +2210,37 @@ pub mod bench {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checked_subject_is_reused_only_for_the_same_values() {
+        let mut rec = Record {
+            id: Uuid::now_v7(),
+            number: "L-00001".into(),
+            version: 1,
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+            created_by: None,
+            updated_by: None,
+            deleted_at: None,
+            fields: Default::default(),
+            custom: Default::default(),
+            redacted: Vec::new(),
+        };
+        for (f, v) in [("first_name", "Priya"), ("last_name", "Shah"), ("email", "priya@shah.in"), ("company_name", "Shah Textiles")] {
+            rec.fields.insert(f.into(), Value::Text(v.into()));
+        }
+        let checked = subject_from("leads", |f| text_of(rec.get(f)), None);
+        let Subject::Person(person) = &checked else { panic!("a lead is a person") };
+        assert_eq!(checked.keys(), corvid_core::matching::person_keys(person), "keys kept from the first use");
+        assert_eq!(checked.keys(), checked.keys());
+        assert!(made_from(&checked, "leads", &rec));
+        // A contact's subject carries its account's name, which the record does not hold.
+        assert!(!made_from(&checked, "contacts", &rec));
+        rec.fields.insert("phone".into(), Value::Text("+919876543210".into()));
+        assert!(!made_from(&checked, "leads", &rec), "a value the check did not see");
+        let org = subject_from("accounts", |f| text_of(rec.get(f)), None);
+        assert!(!made_from(&org, "leads", &rec));
+    }
 
     #[test]
     fn the_key_filter_never_forgets_a_key_and_rarely_imagines_one() {
