@@ -245,9 +245,10 @@ impl Pipeline {
             // not set is NULL, as it would be without it: record tables have no column
             // defaults besides version and custom, which are always set).
             let mut columns: Vec<&str> = Vec::new();
+            let mut seen: HashSet<&str> = HashSet::new();
             for row in &rows[start..end] {
                 for c in &row.columns {
-                    if !columns.contains(&c.as_str()) {
+                    if seen.insert(c) {
                         columns.push(c);
                     }
                 }
@@ -353,17 +354,19 @@ async fn insert_rows(tx: &mut Tx, object: &ObjectDef, columns: &[&str], rows: &[
         return Ok(());
     }
     let nulls: Vec<Value> = columns.iter().map(|c| Value::Null(column_type(object, c))).collect();
+    let at: HashMap<&str, usize> = columns.iter().enumerate().map(|(i, c)| (*c, i)).collect();
     let mut q = Q::new(String::new());
     let mut tuples = Vec::with_capacity(rows.len());
+    let mut cells: Vec<Option<&Value>> = Vec::with_capacity(columns.len());
     for row in rows {
-        let ps: Vec<String> = columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let v = row.columns.iter().position(|rc| rc == c).and_then(|at| row.values.get(at)).unwrap_or(&nulls[i]);
-                q.param(v.clone())
-            })
-            .collect();
+        cells.clear();
+        cells.resize(columns.len(), None);
+        for (c, v) in row.columns.iter().zip(&row.values) {
+            if let Some(i) = at.get(c.as_str()) {
+                cells[*i] = Some(v);
+            }
+        }
+        let ps: Vec<String> = cells.iter().zip(&nulls).map(|(v, null)| q.param(v.unwrap_or(null).clone())).collect();
         tuples.push(format!("({})", ps.join(", ")));
     }
     q.sql = format!("INSERT INTO {} ({}) VALUES {}", object.name, columns.join(", "), tuples.join(", "));
