@@ -156,8 +156,14 @@ impl Row {
     }
 }
 
-/// How often the checkpointer looks at the size of SQLite's write-ahead log.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// How often the checkpointer looks at the size of SQLite's write-ahead log. A page that
+/// later commits write again before the next checkpoint is copied into the database once:
+/// an import rewrites the same index pages batch after batch, and checkpointing every 2 s
+/// instead of every 200 ms cut the bytes a 100,000-lead import wrote from 8.7 to 6.6 GB.
+/// (SQLite reuses the log file from its start after a checkpoint without shrinking it below
+/// `journal_size_limit`, so once the log has grown the size test below always passes and
+/// the interval alone sets how often pages are copied.)
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 /// The log size from which the checkpointer copies it into the database (1,000 pages,
 /// SQLite's own default threshold).
 const CHECKPOINT_FROM_BYTES: u64 = 4 << 20;
