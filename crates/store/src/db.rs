@@ -280,9 +280,9 @@ impl Db {
     ///
     /// SQLite has one writer at a time. The writers of this process queue for the write
     /// connection (a fair pool of one), in arrival order, before they ask SQLite: SQLite's
-    /// own busy handler lets waiting
-    /// connections sleep and poll (1, 2, 5, 10 ... ms), so under concurrent writes the lock
-    /// sat idle between holders and throughput collapsed while latency grew to seconds.
+    /// own busy handler lets waiting connections sleep and poll (1, 2, 5, 10 ... ms), so
+    /// under concurrent writes the lock sat idle between holders and throughput collapsed
+    /// while latency grew to seconds.
     /// Writers of other processes still meet SQLite's busy timeout. Waiting here is bounded
     /// like that timeout, so a writer that waits on itself fails as it did, not forever.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
